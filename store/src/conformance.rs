@@ -373,11 +373,11 @@ pub async fn bad_requests_are_refused_and_change_nothing<S: EventStore + ?Sized>
     ];
     for (stream, evs, want) in cases {
         let got = store.append(stream, ExpectedVersion::Any, evs).await;
-        let ok = match (&got, want) {
-            (Err(StoreError::Invalid(_)), "invalid") => true,
-            (Err(StoreError::TooLarge { .. }), "too large") => true,
-            _ => false,
-        };
+        let ok = matches!(
+            (&got, want),
+            (Err(StoreError::Invalid(_)), "invalid")
+                | (Err(StoreError::TooLarge { .. }), "too large")
+        );
         assert!(
             ok,
             "stream {:?}: expected {want}, got {got:?}",

@@ -48,3 +48,11 @@ pub const INDEX_FLUSH_EVENTS_DEFAULT: usize = 50_000;
 
 /// Longest time an indexed event waits in memory before it is written to sled.
 pub const INDEX_FLUSH_INTERVAL_MS_DEFAULT: u64 = 1_000;
+
+/// Events the in-memory index may hold (waiting and being written to sled) before the
+/// writer waits for the indexer: a slow disk must slow appends down, not grow memory
+/// without bound. ~100 bytes each.
+pub const INDEX_BACKLOG_EVENTS_MAX: usize = 500_000;
+
+/// How long the writer waits for a stalled indexer before it fails the batch.
+pub const INDEX_STALL_MS_MAX: u64 = 10_000;

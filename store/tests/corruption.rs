@@ -12,8 +12,16 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 fn event(n: u64) -> ProposedEvent {
-    let meta = Metadata::new(Actor::system(), Some(Uuid::from_u128(9)), OffsetDateTime::UNIX_EPOCH);
-    ProposedEvent::new("credits.consumed", json!({ "amount": 100 + n, "n": n }), meta)
+    let meta = Metadata::new(
+        Actor::system(),
+        Some(Uuid::from_u128(9)),
+        OffsetDateTime::UNIX_EPOCH,
+    );
+    ProposedEvent::new(
+        "credits.consumed",
+        json!({ "amount": 100 + n, "n": n }),
+        meta,
+    )
 }
 
 /// Appends `appends` appends of `per` events, one at a time (one batch each), to
@@ -24,7 +32,10 @@ async fn fill(dir: &Path, options: Options, appends: u64, per: u64) -> Vec<Uuid>
     for a in 0..appends {
         let events: Vec<ProposedEvent> = (0..per).map(|k| event(a * per + k)).collect();
         ids.extend(events.iter().map(|e| e.id));
-        store.append(&format!("s-{}", a % 5), ExpectedVersion::Any, events).await.expect("append");
+        store
+            .append(&format!("s-{}", a % 5), ExpectedVersion::Any, events)
+            .await
+            .expect("append");
     }
     ids
 }
@@ -64,7 +75,10 @@ fn edit(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
 }
 
 fn small_segments() -> Options {
-    Options { segment_bytes: 4 << 10, ..Options::default() }
+    Options {
+        segment_bytes: 4 << 10,
+        ..Options::default()
+    }
 }
 
 fn expect_corrupt_at<T: std::fmt::Debug>(r: Result<T, StoreError>, position: u64) {
@@ -83,28 +97,60 @@ async fn a_truncated_last_record_is_cut_off_at_open_and_the_log_goes_on() {
     expect_corrupt_at(store::verify::verify(dir.path()), 30);
 
     let store = EmbeddedStore::open(dir.path()).expect("open cuts the torn tail");
-    assert_eq!(store.head().await.expect("head"), 27, "the torn batch is gone whole");
-    let r = store.append("s-9", ExpectedVersion::Any, vec![event(99)]).await.expect("append after");
+    assert_eq!(
+        store.head().await.expect("head"),
+        27,
+        "the torn batch is gone whole"
+    );
+    let r = store
+        .append("s-9", ExpectedVersion::Any, vec![event(99)])
+        .await
+        .expect("append after");
     assert_eq!(r.position, 28);
     assert_eq!(store.read_all(1, 100).await.expect("read").len(), 28);
     drop(store);
-    assert_eq!(store::verify::verify(dir.path()).expect("verify").events, 28);
+    assert_eq!(
+        store::verify::verify(dir.path()).expect("verify").events,
+        28
+    );
 }
 
 #[tokio::test]
 async fn a_flipped_byte_in_a_sealed_segment_is_named_by_position() {
     let dir = tempfile::tempdir().expect("dir");
     let ids = fill(dir.path(), small_segments(), 40, 5).await;
-    assert!(segments(dir.path()).len() > 5, "the log spans many segments");
+    assert!(
+        segments(dir.path()).len() > 5,
+        "the log spans many segments"
+    );
     let (seg, frame) = frame_of(dir.path(), ids[56]);
-    assert_ne!(seg, segments(dir.path()).pop().expect("last"), "the damage is in a sealed segment");
+    assert_ne!(
+        seg,
+        segments(dir.path()).pop().expect("last"),
+        "the damage is in a sealed segment"
+    );
     edit(&seg, |b| b[frame.start + 70] ^= 0x20);
 
     expect_corrupt_at(store::verify::verify(dir.path()), 57);
-    let store = EmbeddedStore::open_with(dir.path(), small_segments()).expect("open reads no sealed segment");
+    let store = EmbeddedStore::open_with(dir.path(), small_segments())
+        .expect("open reads no sealed segment");
     expect_corrupt_at(store.read_all(50, 100).await, 57);
-    assert_eq!(store.read_all(1, 56).await.expect("before the damage").len(), 56);
-    assert_eq!(store.read_all(58, 1000).await.expect("after the damage").len(), 200 - 57);
+    assert_eq!(
+        store
+            .read_all(1, 56)
+            .await
+            .expect("before the damage")
+            .len(),
+        56
+    );
+    assert_eq!(
+        store
+            .read_all(58, 1000)
+            .await
+            .expect("after the damage")
+            .len(),
+        200 - 57
+    );
 }
 
 #[tokio::test]
@@ -140,6 +186,9 @@ async fn tampering_that_keeps_the_crc_right_breaks_the_hash_chain() {
     }
     // The forged event still reads (its CRC holds) but its hash gives it away.
     let store = EmbeddedStore::open(dir.path()).expect("open");
-    let s = store.read_stream("s-2", 0, Direction::Forwards, 10).await.expect("read");
+    let s = store
+        .read_stream("s-2", 0, Direction::Forwards, 10)
+        .await
+        .expect("read");
     assert!(s.iter().any(|e| e.data_value()["amount"] == 907));
 }

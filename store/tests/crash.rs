@@ -54,13 +54,29 @@ fn child_appends_until_killed() {
                     let org = Uuid::from_u128(1 + (w % 3) as u128);
                     let events: Vec<ProposedEvent> = (0..count)
                         .map(|n| {
-                            let meta = Metadata::new(Actor::system(), Some(org), OffsetDateTime::now_utc());
-                            ProposedEvent::new("crash.tick", json!({"append": append, "n": n, "of": count}), meta)
+                            let meta = Metadata::new(
+                                Actor::system(),
+                                Some(org),
+                                OffsetDateTime::now_utc(),
+                            );
+                            ProposedEvent::new(
+                                "crash.tick",
+                                json!({"append": append, "n": n, "of": count}),
+                                meta,
+                            )
                         })
                         .collect();
                     let ids: Vec<String> = events.iter().map(|e| e.id.to_string()).collect();
-                    let r = store.append(&stream, ExpectedVersion::Any, events).await.expect("append");
-                    let line = format!("ACK {stream} {} {} {}\n", r.first_position, r.position, ids.join(","));
+                    let r = store
+                        .append(&stream, ExpectedVersion::Any, events)
+                        .await
+                        .expect("append");
+                    let line = format!(
+                        "ACK {stream} {} {} {}\n",
+                        r.first_position,
+                        r.position,
+                        ids.join(",")
+                    );
                     let mut out = std::io::stdout().lock();
                     out.write_all(line.as_bytes()).expect("stdout");
                     out.flush().expect("flush");
@@ -105,10 +121,18 @@ fn parse_acks(bytes: &[u8]) -> Vec<Ack> {
 /// longer, kills it with SIGKILL and returns what it acknowledged.
 fn run_and_kill(dir: &Path, rng: &mut impl Rng) -> Vec<Ack> {
     let mut child = Command::new(std::env::current_exe().expect("test binary"))
-        .args(["--ignored", "--exact", "child_appends_until_killed", "--nocapture", "--test-threads=1"])
+        .args([
+            "--ignored",
+            "--exact",
+            "child_appends_until_killed",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(DIR_VAR, dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::from(std::fs::File::create(dir.with_extension("child-stderr")).expect("stderr file")))
+        .stderr(Stdio::from(
+            std::fs::File::create(dir.with_extension("child-stderr")).expect("stderr file"),
+        ))
         .spawn()
         .expect("spawn child");
     let mut stdout = child.stdout.take().expect("stdout");
@@ -142,7 +166,10 @@ fn run_and_kill(dir: &Path, rng: &mut impl Rng) -> Vec<Ack> {
 }
 
 fn check(dir: &Path, acked: &BTreeMap<u64, (String, Uuid)>) -> u64 {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
     rt.block_on(async {
         let store = EmbeddedStore::open_with(dir, options()).expect("reopen after SIGKILL");
         let head = store.head().await.expect("head");
@@ -157,14 +184,21 @@ fn check(dir: &Path, acked: &BTreeMap<u64, (String, Uuid)>) -> u64 {
                 next += 1;
                 let d = e.data_value();
                 let append = d["append"].as_str().expect("append id").to_owned();
-                appends.entry(append).or_default().push(d["n"].as_u64().expect("n") * 1000 + d["of"].as_u64().expect("of"));
+                appends
+                    .entry(append)
+                    .or_default()
+                    .push(d["n"].as_u64().expect("n") * 1000 + d["of"].as_u64().expect("of"));
                 if acked.contains_key(&e.position) {
                     found.insert(e.position, (e.stream.clone(), e.id));
                 }
             }
         }
         for (position, want) in acked {
-            assert_eq!(found.get(position), Some(want), "acknowledged event at {position} survives");
+            assert_eq!(
+                found.get(position),
+                Some(want),
+                "acknowledged event at {position} survives"
+            );
         }
         for (append, ns) in appends {
             let of = ns[0] % 1000;
@@ -202,5 +236,8 @@ fn kill_9_at_random_moments_loses_no_acknowledged_event() {
         let report = store::verify::verify(&dir).expect("verify passes after recovery");
         assert_eq!(report.events, head);
     }
-    eprintln!("{ROUNDS} kills, {total_acks} acknowledged appends, {} acknowledged events survived", acked.len());
+    eprintln!(
+        "{ROUNDS} kills, {total_acks} acknowledged appends, {} acknowledged events survived",
+        acked.len()
+    );
 }

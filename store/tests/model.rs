@@ -3,7 +3,6 @@
 
 use proptest::prelude::*;
 use serde_json::json;
-use std::collections::HashMap;
 use store::{
     Actor, AppendResult, Direction, EmbeddedStore, EventStore, ExpectedVersion, Metadata, Options,
     ProposedEvent, StoreError,
@@ -15,9 +14,16 @@ const STREAMS: usize = 4;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append { stream: usize, expected: ExpectedVersion, count: u64 },
+    Append {
+        stream: usize,
+        expected: ExpectedVersion,
+        count: u64,
+    },
     /// Resend an earlier append (to its own stream, or to another one).
-    Retry { which: usize, other_stream: bool },
+    Retry {
+        which: usize,
+        other_stream: bool,
+    },
     Reopen,
 }
 
@@ -53,8 +59,17 @@ struct Model {
 }
 
 impl Model {
-    fn append(&mut self, stream: usize, expected: ExpectedVersion, events: &[ProposedEvent]) -> Result<AppendResult, &'static str> {
-        if let Some((s, evs, r)) = self.appends.iter().find(|(_, evs, _)| evs[0].id == events[0].id) {
+    fn append(
+        &mut self,
+        stream: usize,
+        expected: ExpectedVersion,
+        events: &[ProposedEvent],
+    ) -> Result<AppendResult, &'static str> {
+        if let Some((s, evs, r)) = self
+            .appends
+            .iter()
+            .find(|(_, evs, _)| evs[0].id == events[0].id)
+        {
             let same = *s == stream && evs.iter().map(|e| e.id).eq(events.iter().map(|e| e.id));
             return if same { Ok(*r) } else { Err("id reused") };
         }
@@ -67,7 +82,11 @@ impl Model {
             self.log.push((stream, e.id));
         }
         self.versions[stream] += events.len() as u64;
-        let r = AppendResult { first_position: first, position: self.log.len() as u64, version: self.versions[stream] - 1 };
+        let r = AppendResult {
+            first_position: first,
+            position: self.log.len() as u64,
+            version: self.versions[stream] - 1,
+        };
         self.appends.push((stream, events.to_vec(), r));
         Ok(r)
     }
@@ -83,7 +102,11 @@ fn classify(r: &Result<AppendResult, StoreError>) -> Result<AppendResult, &'stat
 }
 
 fn options() -> Options {
-    Options { segment_bytes: 2 << 10, index_flush_events: 3, index_flush_interval: std::time::Duration::from_millis(1) }
+    Options {
+        segment_bytes: 2 << 10,
+        index_flush_events: 3,
+        index_flush_interval: std::time::Duration::from_millis(1),
+    }
 }
 
 async fn run(ops: Vec<Op>) {
@@ -93,7 +116,11 @@ async fn run(ops: Vec<Op>) {
     let meta = Metadata::new(Actor::system(), None, OffsetDateTime::UNIX_EPOCH);
     for op in ops {
         match op {
-            Op::Append { stream, expected, count } => {
+            Op::Append {
+                stream,
+                expected,
+                count,
+            } => {
                 let events: Vec<ProposedEvent> = (0..count)
                     .map(|n| {
                         let mut m = meta.clone();
@@ -105,14 +132,19 @@ async fn run(ops: Vec<Op>) {
                 let got = store.append(&stream_name(stream), expected, events).await;
                 assert_eq!(classify(&got), want, "append to {stream} at {expected}");
             }
-            Op::Retry { which, other_stream } => {
+            Op::Retry {
+                which,
+                other_stream,
+            } => {
                 if model.appends.is_empty() {
                     continue;
                 }
                 let (s, events, _) = model.appends[which % model.appends.len()].clone();
                 let stream = if other_stream { (s + 1) % STREAMS } else { s };
                 let want = model.append(stream, ExpectedVersion::Any, &events);
-                let got = store.append(&stream_name(stream), ExpectedVersion::Any, events).await;
+                let got = store
+                    .append(&stream_name(stream), ExpectedVersion::Any, events)
+                    .await;
                 assert_eq!(classify(&got), want, "retry");
             }
             Op::Reopen => {
@@ -124,24 +156,57 @@ async fn run(ops: Vec<Op>) {
     }
     let all = store.read_all(1, usize::MAX).await.expect("read_all");
     let got: Vec<(String, Uuid)> = all.iter().map(|e| (e.stream.clone(), e.id)).collect();
-    let want: Vec<(String, Uuid)> = model.log.iter().map(|(s, id)| (stream_name(*s), *id)).collect();
+    let want: Vec<(String, Uuid)> = model
+        .log
+        .iter()
+        .map(|(s, id)| (stream_name(*s), *id))
+        .collect();
     assert_eq!(got, want, "the whole log");
     for s in 0..STREAMS {
-        let fwd = store.read_stream(&stream_name(s), 0, Direction::Forwards, usize::MAX).await.expect("fwd");
-        let want: Vec<Uuid> = model.log.iter().filter(|(x, _)| *x == s).map(|(_, id)| *id).collect();
-        assert_eq!(fwd.iter().map(|e| e.id).collect::<Vec<_>>(), want, "stream {s}");
+        let fwd = store
+            .read_stream(&stream_name(s), 0, Direction::Forwards, usize::MAX)
+            .await
+            .expect("fwd");
+        let want: Vec<Uuid> = model
+            .log
+            .iter()
+            .filter(|(x, _)| *x == s)
+            .map(|(_, id)| *id)
+            .collect();
+        assert_eq!(
+            fwd.iter().map(|e| e.id).collect::<Vec<_>>(),
+            want,
+            "stream {s}"
+        );
         assert!(fwd.iter().enumerate().all(|(i, e)| e.version == i as u64));
-        let mut bwd = store.read_stream(&stream_name(s), u64::MAX, Direction::Backwards, usize::MAX).await.expect("bwd");
+        let mut bwd = store
+            .read_stream(&stream_name(s), u64::MAX, Direction::Backwards, usize::MAX)
+            .await
+            .expect("bwd");
         bwd.reverse();
         assert_eq!(bwd, fwd, "backwards is forwards reversed");
     }
     for org in 0..2 {
-        let got: Vec<Uuid> = store.read_org(org_of(org), 0, usize::MAX).await.expect("org").iter().map(|e| e.id).collect();
-        let want: Vec<Uuid> = model.log.iter().filter(|(s, _)| s % 2 == org).map(|(_, id)| *id).collect();
+        let got: Vec<Uuid> = store
+            .read_org(org_of(org), 0, usize::MAX)
+            .await
+            .expect("org")
+            .iter()
+            .map(|e| e.id)
+            .collect();
+        let want: Vec<Uuid> = model
+            .log
+            .iter()
+            .filter(|(s, _)| s % 2 == org)
+            .map(|(_, id)| *id)
+            .collect();
         assert_eq!(got, want, "org {org}");
     }
     drop(store);
-    assert_eq!(store::verify::verify(dir.path()).expect("verify").events, model.log.len() as u64);
+    assert_eq!(
+        store::verify::verify(dir.path()).expect("verify").events,
+        model.log.len() as u64
+    );
 }
 
 proptest! {

@@ -1,1 +1,294 @@
-fn main() {}
+//! `orgline-bench`: the load driver. Each workload prints one line
+//! `RESULT workload=<id> value=<number> unit=<unit> …` (see benches/RESULTS.md).
+//!
+//! ```text
+//! cargo run --release -p benches --bin orgline-bench -- all
+//! cargo run --release -p benches --bin orgline-bench -- p1 --seconds 20
+//! ```
+
+use anyhow::{Context, Result};
+use clap::{Parser, ValueEnum};
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use store::{Actor, EmbeddedStore, EventStore, ExpectedVersion, Metadata, ProposedEvent};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// mimalloc: the allocator is a measurable share of the work of encoding events.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// P1's shape, from PERFORMANCE.md.
+const P1_WRITERS: usize = 256;
+const P1_STREAMS: usize = 10_000;
+/// P2's shape.
+const P2_EVENTS: u64 = 1_000_000;
+const P2_APPEND_EVENTS: u64 = 1_000;
+/// Appends a bulk import keeps in flight, so group commit can share syncs.
+const P2_IN_FLIGHT: usize = 8;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    /// The disk's own limits: durable 4 KiB syncs per second and sequential bandwidth.
+    Disk,
+    /// sled alone doing P1's writes: batches of 256 keys, a flush after each.
+    Sled,
+    /// Durable appends, 1 event each, from 256 concurrent writers over 10k streams.
+    P1,
+    /// Bulk import: 1M events in appends of 1,000.
+    P2,
+    /// Every workload above, in order.
+    All,
+}
+
+#[derive(Parser)]
+#[command(name = "orgline-bench", about = "Orgline's load driver")]
+struct Cli {
+    /// Workloads to run.
+    #[arg(value_enum, required = true)]
+    workloads: Vec<Workload>,
+    /// Directory for the stores under test (a fresh subdirectory per workload,
+    /// removed afterwards). Defaults to a temporary directory on the same disk as
+    /// the current one.
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Measured seconds of the timed workloads (P1, disk, sled).
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let base = match &cli.dir {
+        Some(d) => {
+            std::fs::create_dir_all(d)?;
+            tempfile::tempdir_in(d)?
+        }
+        None => tempfile::tempdir_in(".").context("a scratch directory here")?,
+    };
+    let secs = Duration::from_secs(cli.seconds);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut todo = Vec::new();
+    for w in &cli.workloads {
+        match w {
+            Workload::All => {
+                todo.extend([Workload::Disk, Workload::Sled, Workload::P1, Workload::P2])
+            }
+            w => todo.push(*w),
+        }
+    }
+    for w in todo {
+        let dir = base.path().join(format!("{w:?}").to_lowercase());
+        std::fs::create_dir_all(&dir)?;
+        match w {
+            Workload::Disk => {
+                let syncs = sync_rate(&dir, secs.min(Duration::from_secs(5)))?;
+                result("disk-sync", syncs, "syncs/s", "");
+                let mbs = seq_bandwidth(&dir)?;
+                result("disk-seq", mbs, "MB/s", "");
+            }
+            Workload::Sled => {
+                let keys = sled_p1(&dir, secs)?;
+                result("sled-p1", keys, "events/s", "");
+            }
+            Workload::P1 => {
+                let syncs = sync_rate(&dir, Duration::from_secs(3))?;
+                let (rate, p99) = rt.block_on(p1(&dir, secs))?;
+                let limit = (P1_WRITERS as f64 * syncs).min(550_000.0);
+                let target = 50_000f64.min(0.7 * P1_WRITERS as f64 * syncs);
+                result(
+                    "P1",
+                    rate,
+                    "events/s",
+                    &format!(
+                        "syncs_per_s={syncs:.0} p99_ms={p99:.2} limit={limit:.0} ratio_to_limit={:.2} target={target:.0} met={}",
+                        rate / limit,
+                        rate >= target
+                    ),
+                );
+            }
+            Workload::P2 => {
+                let rate = rt.block_on(p2(&dir))?;
+                result(
+                    "P2",
+                    rate,
+                    "events/s",
+                    &format!("target=300000 met={}", rate >= 300_000.0),
+                );
+            }
+            Workload::All => {}
+        }
+        std::fs::remove_dir_all(&dir)?;
+    }
+    Ok(())
+}
+
+fn result(workload: &str, value: f64, unit: &str, extra: &str) {
+    println!("RESULT workload={workload} value={value:.0} unit={unit} {extra}");
+}
+
+/// Durable 4 KiB writes per second (`dd bs=4k oflag=dsync`).
+fn sync_rate(dir: &Path, for_: Duration) -> Result<f64> {
+    let path = dir.join("sync-probe");
+    let mut f = File::create(&path)?;
+    let block = [0x5au8; 4096];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < for_ {
+        f.write_all(&block)?;
+        f.sync_data()?;
+        n += 1;
+    }
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    std::fs::remove_file(path)?;
+    Ok(rate)
+}
+
+/// Sequential write bandwidth with one sync at the end: 256 MiB in 1 MiB writes.
+fn seq_bandwidth(dir: &Path) -> Result<f64> {
+    let path = dir.join("seq-probe");
+    let mut f = File::create(&path)?;
+    let chunk = vec![0x5au8; 1 << 20];
+    let start = Instant::now();
+    for _ in 0..256 {
+        f.write_all(&chunk)?;
+    }
+    f.sync_data()?;
+    let mbs = 256.0 * 1.048_576 / start.elapsed().as_secs_f64();
+    std::fs::remove_file(path)?;
+    Ok(mbs)
+}
+
+/// sled alone: P1's writes as 256-key batches (one per group commit), flushed each time.
+fn sled_p1(dir: &Path, for_: Duration) -> Result<f64> {
+    let db = sled::open(dir.join("sled"))?;
+    let tree = db.open_tree("events")?;
+    let payload = vec![0x42u8; 300];
+    let start = Instant::now();
+    let mut n = 0u64;
+    while start.elapsed() < for_ {
+        let mut batch = sled::Batch::default();
+        for _ in 0..P1_WRITERS {
+            n += 1;
+            batch.insert(&n.to_be_bytes()[..], &payload[..]);
+        }
+        tree.apply_batch(batch)?;
+        db.flush()?;
+    }
+    Ok(n as f64 / start.elapsed().as_secs_f64())
+}
+
+fn meta(org: Uuid) -> Metadata {
+    Metadata::new(
+        Actor::bot(Uuid::from_u128(7)),
+        Some(org),
+        OffsetDateTime::now_utc(),
+    )
+}
+
+/// A catalog-sized event (~300 bytes stored).
+fn consumption(org: Uuid, n: u64) -> ProposedEvent {
+    ProposedEvent::new(
+        "credits.consumed",
+        json!({
+            "amount": 10 + n % 90,
+            "bot_id": Uuid::from_u128(n as u128 % 5000),
+            "run_id": Uuid::now_v7(),
+            "key": format!("run-{n}"),
+        }),
+        meta(org),
+    )
+}
+
+async fn p1(dir: &Path, measured: Duration) -> Result<(f64, f64)> {
+    let store = Arc::new(EmbeddedStore::open(dir.join("store"))?);
+    let counting = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..P1_WRITERS {
+        let (store, counting, stop, done) =
+            (store.clone(), counting.clone(), stop.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut rng = rand::rngs::StdRng::seed_from_u64(w as u64);
+            let org = Uuid::from_u128(1 + (w % 16) as u128);
+            let mut latencies = Vec::new();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let stream = format!("credits-{}", rng.random_range(0..P1_STREAMS));
+                let t = Instant::now();
+                store
+                    .append(&stream, ExpectedVersion::Any, vec![consumption(org, n)])
+                    .await?;
+                n += 1;
+                if counting.load(Ordering::Relaxed) {
+                    latencies.push(t.elapsed());
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await; // warm-up
+    counting.store(true, Ordering::SeqCst);
+    let start = Instant::now();
+    tokio::time::sleep(measured).await;
+    counting.store(false, Ordering::SeqCst);
+    let elapsed = start.elapsed();
+    let events = done.load(Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await??);
+    }
+    latencies.sort_unstable();
+    let p99 = latencies
+        .get(latencies.len() * 99 / 100)
+        .copied()
+        .unwrap_or_default();
+    Ok((
+        events as f64 / elapsed.as_secs_f64(),
+        p99.as_secs_f64() * 1000.0,
+    ))
+}
+
+async fn p2(dir: &Path) -> Result<f64> {
+    let store = Arc::new(EmbeddedStore::open(dir.join("store"))?);
+    let appends = P2_EVENTS / P2_APPEND_EVENTS;
+    let next = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..P2_IN_FLIGHT {
+        let (store, next) = (store.clone(), next.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let a = next.fetch_add(1, Ordering::Relaxed);
+                if a >= appends {
+                    return anyhow::Ok(());
+                }
+                let org = Uuid::from_u128(1 + (a % 100) as u128);
+                let events = (0..P2_APPEND_EVENTS)
+                    .map(|k| consumption(org, a * P2_APPEND_EVENTS + k))
+                    .collect();
+                store
+                    .append(&format!("import-{a}"), ExpectedVersion::NoStream, events)
+                    .await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let rate = P2_EVENTS as f64 / start.elapsed().as_secs_f64();
+    anyhow::ensure!(store.head().await? == P2_EVENTS, "every event landed");
+    Ok(rate)
+}

@@ -412,6 +412,12 @@ impl Index {
         Ok(st.active.events())
     }
 
+    /// Events held in memory, not yet in sled.
+    pub(crate) fn backlog(&self) -> Result<usize, StoreError> {
+        let st = self.state.read().map_err(|_| poisoned_lock())?;
+        Ok(st.active.events + st.frozen.as_ref().map_or(0, |f| f.events))
+    }
+
     /// Freezes the active memtable when it holds at least `min_events` events and no
     /// earlier one is still being written.
     pub(crate) fn freeze(&self, min_events: usize) -> Result<Option<Arc<Memtable>>, StoreError> {

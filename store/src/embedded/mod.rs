@@ -125,7 +125,7 @@ impl Log {
             return Ok(out);
         }
         self.for_each_frame(from, last, |frame| {
-            out.push(frame.to_event()?);
+            out.push(frame.event()?);
             Ok(out.len() < max)
         })?;
         Ok(out)

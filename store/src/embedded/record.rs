@@ -82,7 +82,7 @@ impl Frame<'_> {
         self.flags & FLAG_APPEND_START != 0
     }
 
-    pub(crate) fn to_event(&self) -> Result<RecordedEvent, StoreError> {
+    pub(crate) fn event(&self) -> Result<RecordedEvent, StoreError> {
         RecordedEvent::decode(self.position, self.version, self.hash, self.canonical)
     }
 }

@@ -83,7 +83,7 @@ impl Segment {
         if frame.position != position {
             return Err(corrupt(position, "offset index points at another record"));
         }
-        frame.to_event().map(Some)
+        frame.event().map(Some)
     }
 
     /// Calls `f` with each record from `position` through `last` (or this segment's
@@ -266,10 +266,8 @@ pub(crate) fn list(dir: &Path) -> Result<Vec<u64>, StoreError> {
     for entry in fs::read_dir(dir)? {
         let name = entry?.file_name();
         let name = name.to_string_lossy();
-        if let Some(stem) = name.strip_suffix(".seg") {
-            if let Ok(first) = stem.parse::<u64>() {
-                firsts.push(first);
-            }
+        if let Some(Ok(first)) = name.strip_suffix(".seg").map(str::parse::<u64>) {
+            firsts.push(first);
         }
     }
     firsts.sort_unstable();

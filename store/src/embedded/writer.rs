@@ -12,10 +12,13 @@ use super::record::{self, FLAG_APPEND_START, FRAME_HEADER_BYTES};
 use super::segment::{self, Offsets, Segment, poisoned_lock};
 use crate::error::StoreError;
 use crate::event::{AppendResult, EncodedEvent, ExpectedVersion, chain_hash};
-use crate::limits::{BATCH_APPENDS_MAX, BATCH_BYTES_MAX};
+use crate::limits::{
+    BATCH_APPENDS_MAX, BATCH_BYTES_MAX, INDEX_BACKLOG_EVENTS_MAX, INDEX_STALL_MS_MAX,
+};
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
@@ -82,6 +85,12 @@ impl Writer {
 
     /// Writes one group commit. An `Err` means the log's state on disk is unknown.
     fn commit(&mut self, cmds: Vec<AppendCmd>) -> Result<(), StoreError> {
+        if let Err(e) = self.wait_for_indexer() {
+            for cmd in cmds {
+                let _ = cmd.reply.send(Err(e.duplicate()));
+            }
+            return Ok(());
+        }
         let mut batch = Batch::default();
         let mut replies = Vec::with_capacity(cmds.len());
         for cmd in cmds {
@@ -106,6 +115,22 @@ impl Writer {
         }
         for (reply, result) in replies {
             let _ = reply.send(result);
+        }
+        Ok(())
+    }
+
+    /// Back-pressure: waits while the indexer is too far behind.
+    fn wait_for_indexer(&self) -> Result<(), StoreError> {
+        let limit = INDEX_BACKLOG_EVENTS_MAX.max(4 * self.flush_events);
+        let started = Instant::now();
+        while self.index.backlog()? > limit {
+            if started.elapsed() > Duration::from_millis(INDEX_STALL_MS_MAX) {
+                return Err(StoreError::Index(
+                    "the indexer is stalled; appends are refused".into(),
+                ));
+            }
+            self.indexer.unpark();
+            std::thread::sleep(Duration::from_millis(1));
         }
         Ok(())
     }
