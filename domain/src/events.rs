@@ -276,7 +276,17 @@ payload!(CreditsGranted {
     source: GrantSource,
     #[serde(default, with = "time::serde::rfc3339::option")] expires_at: Option<OffsetDateTime>,
 });
-payload!(CreditsConsumed { amount: Credits, bot_id: Uuid, run_id: Option<Uuid>, key: String });
+payload!(
+    /// `period` (an addition to the catalog's fields) is the UTC month, `YYYY-MM`, the
+    /// consumption counts against for the period limit.
+    CreditsConsumed {
+        amount: Credits,
+        bot_id: Uuid,
+        run_id: Option<Uuid>,
+        key: String,
+        period: String,
+    }
+);
 payload!(CreditsConsumptionDenied {
     amount: Credits,
     bot_id: Uuid,
