@@ -396,8 +396,8 @@ impl Aggregate for Ledger {
                 if expires_at.is_some_and(|t| t <= ctx.now) {
                     return Err(DomainError::invalid("expiresAt", "is in the past"));
                 }
-                Credits(self.total_granted.min(u128::from(u64::MAX)) as u64)
-                    .checked_add(*amount)?;
+                // The balance is a u64: a grant that would overflow it is refused.
+                self.balance().checked_add(*amount)?;
                 let mut events = self.expiries(ctx.now);
                 events.push(
                     CreditsGranted {
