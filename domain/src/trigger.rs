@@ -146,10 +146,10 @@ impl Trigger {
             Some(s) => check_schedule(kind, Some(s))?,
             None => None,
         };
-        if let Some(b) = bot_id {
-            if !bot_exists {
-                return Err(DomainError::not_found("bot", b));
-            }
+        if let Some(b) = bot_id
+            && !bot_exists
+        {
+            return Err(DomainError::not_found("bot", b));
         }
         let task = task.as_deref().map(check_task).transpose()?;
         let e = TriggerUpdated {
