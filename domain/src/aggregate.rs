@@ -27,7 +27,11 @@ pub trait Aggregate: Default + Clone + std::fmt::Debug {
     }
 
     /// Decides and applies in one step (simulations and tests).
-    fn execute(&mut self, command: &Self::Command, ctx: &Context) -> Result<Vec<Event>, DomainError> {
+    fn execute(
+        &mut self,
+        command: &Self::Command,
+        ctx: &Context,
+    ) -> Result<Vec<Event>, DomainError> {
         let events = self.decide(command, ctx)?;
         for e in &events {
             self.apply(e);
@@ -58,7 +62,12 @@ pub mod testing {
 
     /// A context for `actor` holding `permissions`, at [`now`].
     pub fn ctx(actor: Actor, permissions: &[Permission]) -> Context {
-        Context::new(now(), actor, permissions.iter().copied().collect::<PermissionSet>(), 0x5EED)
+        Context::new(
+            now(),
+            actor,
+            permissions.iter().copied().collect::<PermissionSet>(),
+            0x5EED,
+        )
     }
 
     /// A user holding every permission.

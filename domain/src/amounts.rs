@@ -6,12 +6,16 @@ use std::fmt;
 
 /// Credits in the smallest unit. Arithmetic is checked: an overflow or a negative
 /// result is an error, never a wrap.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Credits(pub u64);
 
 /// Money in minor units (cents) of USD.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Cents(pub u64);
 
@@ -40,7 +44,10 @@ macro_rules! amount_ops {
                 parse_amount(field, s).map($t)
             }
             pub fn checked_add(self, other: $t) -> Result<$t, DomainError> {
-                self.0.checked_add(other.0).map($t).ok_or(DomainError::Overflow)
+                self.0
+                    .checked_add(other.0)
+                    .map($t)
+                    .ok_or(DomainError::Overflow)
             }
             pub fn checked_sub(self, other: $t) -> Option<$t> {
                 self.0.checked_sub(other.0).map($t)
@@ -71,15 +78,36 @@ mod tests {
     #[test]
     fn amounts_parse_strictly() {
         assert_eq!(Credits::parse("amount", "0"), Ok(Credits(0)));
-        assert_eq!(Credits::parse("amount", "18446744073709551615"), Ok(Credits(u64::MAX)));
-        for bad in ["", "-1", "+1", "1.5", "1e3", " 1", "1 ", "0x10", "18446744073709551616", "½", "１"] {
-            assert!(Credits::parse("amount", bad).is_err(), "{bad:?} must be refused");
+        assert_eq!(
+            Credits::parse("amount", "18446744073709551615"),
+            Ok(Credits(u64::MAX))
+        );
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.5",
+            "1e3",
+            " 1",
+            "1 ",
+            "0x10",
+            "18446744073709551616",
+            "½",
+            "１",
+        ] {
+            assert!(
+                Credits::parse("amount", bad).is_err(),
+                "{bad:?} must be refused"
+            );
         }
     }
 
     #[test]
     fn arithmetic_never_wraps() {
-        assert_eq!(Credits(u64::MAX).checked_add(Credits(1)), Err(DomainError::Overflow));
+        assert_eq!(
+            Credits(u64::MAX).checked_add(Credits(1)),
+            Err(DomainError::Overflow)
+        );
         assert_eq!(Credits(1).checked_sub(Credits(2)), None);
         assert_eq!(Credits(5).saturating_sub(Credits(7)), Credits(0));
     }

@@ -34,7 +34,12 @@ pub struct Context {
 }
 
 impl Context {
-    pub fn new(now: OffsetDateTime, actor: Actor, permissions: PermissionSet, id_seed: u128) -> Context {
+    pub fn new(
+        now: OffsetDateTime,
+        actor: Actor,
+        permissions: PermissionSet,
+        id_seed: u128,
+    ) -> Context {
         Context {
             now,
             actor,
@@ -45,7 +50,12 @@ impl Context {
 
     /// A system context: every permission.
     pub fn system(now: OffsetDateTime, id_seed: u128) -> Context {
-        Context::new(now, Actor::System, Permission::ALL.iter().copied().collect(), id_seed)
+        Context::new(
+            now,
+            Actor::System,
+            Permission::ALL.iter().copied().collect(),
+            id_seed,
+        )
     }
 
     /// Refuses unless the actor holds `p` (the system actor holds everything).
@@ -61,14 +71,17 @@ impl Context {
     pub fn user(&self) -> Result<Uuid, DomainError> {
         match self.actor {
             Actor::User(id) => Ok(id),
-            _ => Err(DomainError::NotPermitted("only a signed-in user can do this")),
+            _ => Err(DomainError::NotPermitted(
+                "only a signed-in user can do this",
+            )),
         }
     }
 
     /// The `n`-th id this decision mints: a version-4-shaped UUID derived from the
     /// seed, so the same inputs decide the same events.
     pub fn new_id(&self, n: u64) -> Uuid {
-        let mixed = self.id_seed ^ (u128::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
+        let mixed =
+            self.id_seed ^ (u128::from(n).wrapping_mul(0x9E37_79B9_7F4A_7C15_F39C_C060_5CED_C835));
         uuid::Builder::from_random_bytes(mixed.to_le_bytes()).into_uuid()
     }
 }

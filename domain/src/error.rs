@@ -109,7 +109,11 @@ impl DomainError {
         }
     }
 
-    pub fn wrong_state(what: &'static str, state: impl Into<String>, action: &'static str) -> DomainError {
+    pub fn wrong_state(
+        what: &'static str,
+        state: impl Into<String>,
+        action: &'static str,
+    ) -> DomainError {
         DomainError::WrongState {
             what,
             state: state.into(),

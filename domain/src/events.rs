@@ -97,7 +97,11 @@ pub struct InvoiceLine {
 
 // ---------------------------------------------------------------- accounts
 
-payload!(UserRegistered { user_id: Uuid, email: String, alias: String });
+payload!(UserRegistered {
+    user_id: Uuid,
+    email: String,
+    alias: String
+});
 payload!(
     /// The hash lives in the credentials store, never here.
     UserPasswordChanged {}
@@ -127,7 +131,10 @@ payload!(
         #[serde(default, skip_serializing_if = "Option::is_none")] industry: Option<String>,
     }
 );
-payload!(OwnershipTransferred { from_user_id: Uuid, to_user_id: Uuid });
+payload!(OwnershipTransferred {
+    from_user_id: Uuid,
+    to_user_id: Uuid
+});
 payload!(SecurityPolicyChanged {
     require_mfa: bool,
     session_ttl_minutes: u32,
@@ -142,17 +149,26 @@ payload!(MemberInvited {
 });
 payload!(InvitationResent {
     invitation_id: Uuid,
-    #[serde(with = "time::serde::rfc3339")] expires_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    expires_at: OffsetDateTime,
 });
-payload!(InvitationRevoked { invitation_id: Uuid });
+payload!(InvitationRevoked {
+    invitation_id: Uuid
+});
 payload!(MemberJoined { invitation_id: Uuid, user_id: Uuid, kind: MemberKind, role_ids: Vec<String> });
 payload!(MemberRemoved { user_id: Uuid });
 payload!(MemberLeft { user_id: Uuid });
 payload!(RoleCreated { role_id: String, name: String, permissions: Vec<Permission> });
 payload!(RoleUpdated { role_id: String, name: String, permissions: Vec<Permission> });
 payload!(RoleDeleted { role_id: String });
-payload!(RoleGranted { user_id: Uuid, role_id: String });
-payload!(RoleRevoked { user_id: Uuid, role_id: String });
+payload!(RoleGranted {
+    user_id: Uuid,
+    role_id: String
+});
+payload!(RoleRevoked {
+    user_id: Uuid,
+    role_id: String
+});
 payload!(DeveloperCertified { user_id: Uuid });
 
 // ---------------------------------------------------------------- bots
@@ -168,7 +184,10 @@ payload!(
 payload!(BotRenamed { name: String });
 payload!(BotEnabled {});
 payload!(BotDisabled { reason: Option<String> });
-payload!(BotStatusChanged { from: BotStatus, to: BotStatus });
+payload!(BotStatusChanged {
+    from: BotStatus,
+    to: BotStatus
+});
 payload!(BotTokenRotated {});
 payload!(BotDeleted {});
 
@@ -180,7 +199,10 @@ payload!(RunStarted {
     task: String,
     #[serde(default, skip_serializing_if = "Option::is_none")] trigger_id: Option<Uuid>,
 });
-payload!(RunCompleted { duration_ms: u64, credits: Credits });
+payload!(RunCompleted {
+    duration_ms: u64,
+    credits: Credits
+});
 payload!(RunFailed {
     duration_ms: u64,
     error: String,
@@ -213,11 +235,18 @@ payload!(TriggerEnabled {});
 payload!(TriggerDisabled {});
 payload!(TriggerDeleted {});
 payload!(TriggerFired { run_id: Uuid });
-payload!(TriggerAutoDisabled { consecutive_failures: u32 });
+payload!(TriggerAutoDisabled {
+    consecutive_failures: u32
+});
 
 // ---------------------------------------------------------------- developer center
 
-payload!(AppCreated { app_id: Uuid, name: String, kind: AppKind, developer_id: Uuid });
+payload!(AppCreated {
+    app_id: Uuid,
+    name: String,
+    kind: AppKind,
+    developer_id: Uuid
+});
 payload!(AppVersionPublished { version: String, notes: Option<String>, visibility: Visibility });
 payload!(AppUnpublished {});
 
@@ -226,20 +255,27 @@ payload!(AppUnpublished {});
 payload!(SubscriptionStarted {
     plan: String,
     seats: u32,
-    #[serde(with = "time::serde::rfc3339")] period_start: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")] period_end: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    period_start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    period_end: OffsetDateTime,
 });
 payload!(SubscriptionPlanChanged {
     from_plan: String,
     to_plan: String,
     seats: u32,
-    #[serde(with = "time::serde::rfc3339")] effective_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    effective_at: OffsetDateTime,
 });
 payload!(SubscriptionRenewed {
-    #[serde(with = "time::serde::rfc3339")] period_start: OffsetDateTime,
-    #[serde(with = "time::serde::rfc3339")] period_end: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    period_start: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    period_end: OffsetDateTime,
 });
-payload!(SubscriptionCancelled { at_period_end: bool });
+payload!(SubscriptionCancelled {
+    at_period_end: bool
+});
 payload!(PaymentMethodAdded {
     payment_method_id: Uuid,
     brand: String,
@@ -247,8 +283,12 @@ payload!(PaymentMethodAdded {
     exp_month: u8,
     exp_year: u16,
 });
-payload!(PaymentMethodRemoved { payment_method_id: Uuid });
-payload!(PaymentMethodDefaultSet { payment_method_id: Uuid });
+payload!(PaymentMethodRemoved {
+    payment_method_id: Uuid
+});
+payload!(PaymentMethodDefaultSet {
+    payment_method_id: Uuid
+});
 payload!(BillingInfoUpdated {
     company: Option<String>,
     tax_id: Option<String>,
@@ -293,16 +333,33 @@ payload!(CreditsConsumptionDenied {
     run_id: Option<Uuid>,
     reason: DenialReason,
 });
-payload!(CreditsExpired { grant_id: Uuid, amount: Credits });
+payload!(CreditsExpired {
+    grant_id: Uuid,
+    amount: Credits
+});
 payload!(CreditsAlertSet { alert_id: Uuid, threshold: Credits, webhook_url: Option<String> });
 payload!(CreditsAlertRemoved { alert_id: Uuid });
-payload!(CreditsAlertTriggered { alert_id: Uuid, threshold: Credits, balance: Credits });
-payload!(CreditsAlertResolved { alert_id: Uuid, balance: Credits });
-payload!(CreditsLimitSet { period: String, limit: Credits });
+payload!(CreditsAlertTriggered {
+    alert_id: Uuid,
+    threshold: Credits,
+    balance: Credits
+});
+payload!(CreditsAlertResolved {
+    alert_id: Uuid,
+    balance: Credits
+});
+payload!(CreditsLimitSet {
+    period: String,
+    limit: Credits
+});
 
 // ---------------------------------------------------------------- audit
 
-payload!(AuditExported { format: String, filter: serde_json::Value, entries: u64 });
+payload!(AuditExported {
+    format: String,
+    filter: serde_json::Value,
+    entries: u64
+});
 
 // ---------------------------------------------------------------- the enum
 
@@ -442,7 +499,10 @@ catalog! {
 }
 
 pub fn current_schema(event_type: &str) -> Option<u32> {
-    CATALOG.iter().find(|(t, _)| *t == event_type).map(|(_, s)| *s)
+    CATALOG
+        .iter()
+        .find(|(t, _)| *t == event_type)
+        .map(|(_, s)| *s)
 }
 
 /// One step that lifts a payload of `event_type` from schema `from` to `from + 1`.
@@ -464,7 +524,12 @@ pub const UPCASTERS: &[Upcaster] = &[Upcaster {
     },
 }];
 
-fn upcast<'a>(event_type: &str, schema: u32, current: u32, data: &'a str) -> Result<Cow<'a, str>, DecodeError> {
+fn upcast<'a>(
+    event_type: &str,
+    schema: u32,
+    current: u32,
+    data: &'a str,
+) -> Result<Cow<'a, str>, DecodeError> {
     if schema == current {
         return Ok(Cow::Borrowed(data));
     }
@@ -476,10 +541,11 @@ fn upcast<'a>(event_type: &str, schema: u32, current: u32, data: &'a str) -> Res
     if schema == 0 || schema > current {
         return Err(unknown());
     }
-    let mut v: serde_json::Value = serde_json::from_str(data).map_err(|source| DecodeError::Payload {
-        event_type: event_type.to_owned(),
-        source,
-    })?;
+    let mut v: serde_json::Value =
+        serde_json::from_str(data).map_err(|source| DecodeError::Payload {
+            event_type: event_type.to_owned(),
+            source,
+        })?;
     for from in schema..current {
         let step = UPCASTERS
             .iter()
@@ -506,12 +572,22 @@ mod tests {
 
     #[test]
     fn a_schema_1_bot_registration_is_lifted() {
-        let e = Event::decode("bot.registered", 1, r#"{"bot_id":"00000000-0000-0000-0000-000000000001","name":"b"}"#);
-        assert!(matches!(e, Ok(Event::BotRegistered(BotRegistered { machine: None, .. }))));
+        let e = Event::decode(
+            "bot.registered",
+            1,
+            r#"{"bot_id":"00000000-0000-0000-0000-000000000001","name":"b"}"#,
+        );
+        assert!(matches!(
+            e,
+            Ok(Event::BotRegistered(BotRegistered { machine: None, .. }))
+        ));
         assert!(matches!(
             Event::decode("bot.registered", 3, "{}"),
             Err(DecodeError::UnknownSchema { .. })
         ));
-        assert!(matches!(Event::decode("bot.flew", 1, "{}"), Err(DecodeError::UnknownType(_))));
+        assert!(matches!(
+            Event::decode("bot.flew", 1, "{}"),
+            Err(DecodeError::UnknownType(_))
+        ));
     }
 }

@@ -302,10 +302,10 @@ impl Ledger {
                 }
             }
             ConsumeMode::RunCompletion => {
+                // Always recorded, even at zero, so the run's key is settled: a repeated
+                // follow-up after a crash then changes nothing.
                 let take = (*amount).min(balance);
-                if !take.is_zero() {
-                    events.push(consumed(take));
-                }
+                events.push(consumed(take));
                 if take < *amount {
                     events.push(denied(
                         amount.saturating_sub(take),
@@ -611,6 +611,24 @@ mod tests {
             .then_err(DomainError::NotPermitted(
                 "a bot consumes credits only for itself",
             ));
+    }
+
+    #[test]
+    fn a_completed_run_at_zero_balance_is_settled_once() {
+        let first = given::<Ledger>([])
+            .when(consume(8, "run", ConsumeMode::RunCompletion))
+            .result()
+            .unwrap();
+        assert_eq!(
+            first,
+            vec![
+                consumed(0, "run"),
+                denied(8, DenialReason::InsufficientBalance)
+            ]
+        );
+        given::<Ledger>(first)
+            .when(consume(8, "run", ConsumeMode::RunCompletion))
+            .then([]);
     }
 
     #[test]

@@ -65,7 +65,10 @@ pub mod validate {
     /// Text of at most `max` characters without control characters (newlines allowed).
     pub fn text(field: &'static str, s: &str, max: usize) -> Result<String, DomainError> {
         if s.chars().count() > max {
-            return Err(DomainError::invalid(field, format!("longer than {max} characters")));
+            return Err(DomainError::invalid(
+                field,
+                format!("longer than {max} characters"),
+            ));
         }
         if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
             return Err(DomainError::invalid(field, "contains control characters"));
@@ -92,7 +95,10 @@ pub mod validate {
         if ok {
             Ok(e)
         } else {
-            Err(DomainError::invalid(field, format!("{s:?} is not an email address")))
+            Err(DomainError::invalid(
+                field,
+                format!("{s:?} is not an email address"),
+            ))
         }
     }
 
@@ -105,7 +111,10 @@ pub mod validate {
         if ok {
             Ok(s.to_owned())
         } else {
-            Err(DomainError::invalid(field, format!("{s:?} is not an http(s) URL")))
+            Err(DomainError::invalid(
+                field,
+                format!("{s:?} is not an http(s) URL"),
+            ))
         }
     }
 }

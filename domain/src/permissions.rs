@@ -114,7 +114,10 @@ mod tests {
     fn names_round_trip_and_unknown_names_are_refused() {
         for p in Permission::ALL {
             assert_eq!(p.name().parse::<Permission>(), Ok(*p));
-            assert_eq!(serde_json::to_string(p).ok(), Some(format!("\"{}\"", p.name())));
+            assert_eq!(
+                serde_json::to_string(p).ok(),
+                Some(format!("\"{}\"", p.name()))
+            );
         }
         assert_eq!(Permission::ALL.len(), 18);
         assert_eq!(
@@ -130,6 +133,9 @@ mod tests {
         assert_eq!(owner.len(), 18);
         assert_eq!(admin.len(), 17);
         assert!(!admin.contains(&Permission::OrganizationOwn));
-        assert_eq!(built_in_permissions(MEMBER_ROLE), Some(PermissionSet::new()));
+        assert_eq!(
+            built_in_permissions(MEMBER_ROLE),
+            Some(PermissionSet::new())
+        );
     }
 }

@@ -70,7 +70,10 @@ impl Plan {
         } else {
             Err(DomainError::invalid(
                 "seats",
-                format!("plan {} takes {} to {} seats", self.id, self.seats_min, self.seats_max),
+                format!(
+                    "plan {} takes {} to {} seats",
+                    self.id, self.seats_min, self.seats_max
+                ),
             ))
         }
     }
