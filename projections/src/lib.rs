@@ -11,7 +11,9 @@
 //! # Layout
 //! - [`Projection`], [`Tx`], [`ProjectionError`]: the contract.
 //! - [`runner`]: checkpoints, catch-up then live, status, `wait_for`, rebuilds.
+//! - [`postings`]: posting lists of positions, stored a block at a time.
 
+pub mod postings;
 pub mod runner;
 mod tx;
 
@@ -30,6 +32,14 @@ pub trait Projection: Send + 'static {
     /// Folds one event into the state through `tx`. Must be deterministic: the same
     /// events give the same state, however they are batched.
     fn apply(&mut self, event: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), ProjectionError>;
+
+    /// Called once per batch, after its last `apply` and before the commit: a
+    /// projection that gathers writes in memory (posting lists, counters) writes them
+    /// here, so a key touched by many events of a batch is written once.
+    fn before_commit(&mut self, tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
+        let _ = tx;
+        Ok(())
+    }
 }
 
 /// Why a projection stopped. The runner marks it `failed` with the error; it serves its

@@ -287,6 +287,7 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
             self.projection.apply(&event, &mut tx)?;
             last = event.position;
         }
+        self.projection.before_commit(&mut tx)?;
         let n = tx.writes();
         let mut batch = tx.into_batch();
         batch.insert(CHECKPOINT_KEY, &last.to_le_bytes()[..]);

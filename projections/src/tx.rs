@@ -59,6 +59,11 @@ impl<'a> Tx<'a> {
         Ok(())
     }
 
+    /// The committed tree, without this batch's writes (for range scans).
+    pub fn committed(&self) -> &sled::Tree {
+        self.tree
+    }
+
     pub(crate) fn writes(&self) -> usize {
         self.pending.len()
     }
