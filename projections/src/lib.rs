@@ -12,7 +12,9 @@
 //! - [`Projection`], [`Tx`], [`ProjectionError`]: the contract.
 //! - [`runner`]: checkpoints, catch-up then live, status, `wait_for`, rebuilds.
 //! - [`postings`]: posting lists of positions, stored a block at a time.
+//! - [`audit`]: the audit log projection, its query strings and its pages.
 
+pub mod audit;
 pub mod postings;
 pub mod runner;
 mod tx;

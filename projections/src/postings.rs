@@ -34,7 +34,9 @@ fn count_key(name: &[u8]) -> Vec<u8> {
 }
 
 fn decode(block: &[u8]) -> impl DoubleEndedIterator<Item = u64> + '_ {
-    block.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+    block
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
 }
 
 /// Positions gathered during a batch, written once per list at commit.
@@ -70,7 +72,10 @@ impl Postings {
                 tx.insert(block_key(&name, chunk[0]), value);
             }
             let before = count(tx.committed(), &name)?;
-            tx.insert(count_key(&name), (before + positions.len() as u64).to_le_bytes().to_vec());
+            tx.insert(
+                count_key(&name),
+                (before + positions.len() as u64).to_le_bytes().to_vec(),
+            );
         }
         Ok(())
     }
@@ -78,7 +83,10 @@ impl Postings {
 
 /// How many positions list `name` holds.
 pub fn count(tree: &sled::Tree, name: &[u8]) -> Result<u64, ProjectionError> {
-    Ok(tree.get(count_key(name))?.map(|v| u64::from_le_bytes(v.as_ref().try_into().unwrap_or([0; 8]))).unwrap_or(0))
+    Ok(tree
+        .get(count_key(name))?
+        .map(|v| u64::from_le_bytes(v.as_ref().try_into().unwrap_or([0; 8])))
+        .unwrap_or(0))
 }
 
 /// The positions of list `name` below `before`, newest first, read a block at a time.
@@ -94,13 +102,22 @@ pub struct Descending {
 
 impl Descending {
     pub fn new(tree: &sled::Tree, name: &[u8], before: u64) -> Descending {
-        Descending { tree: tree.clone(), prefix: block_prefix(name), upper: before, before, buf: Vec::new(), done: false }
+        Descending {
+            tree: tree.clone(),
+            prefix: block_prefix(name),
+            upper: before,
+            before,
+            buf: Vec::new(),
+            done: false,
+        }
     }
 
     fn load(&mut self) -> Result<bool, ProjectionError> {
         let mut end = self.prefix.clone();
         end.extend_from_slice(&self.upper.to_be_bytes());
-        let Some(kv) = self.tree.range(self.prefix.clone()..end).next_back() else { return Ok(false) };
+        let Some(kv) = self.tree.range(self.prefix.clone()..end).next_back() else {
+            return Ok(false);
+        };
         let (k, v) = kv?;
         let first = u64::from_be_bytes(k[self.prefix.len()..].try_into().unwrap_or([0; 8]));
         let before = self.before;
@@ -157,12 +174,17 @@ mod tests {
             tree.apply_batch(tx.into_batch()).expect("commit");
         }
         assert_eq!(count(&tree, b"x").expect("count"), all.len() as u64);
-        let got: Vec<u64> = Descending::new(&tree, b"x", u64::MAX).map(|p| p.expect("p")).collect();
+        let got: Vec<u64> = Descending::new(&tree, b"x", u64::MAX)
+            .map(|p| p.expect("p"))
+            .collect();
         let mut want = all.clone();
         want.reverse();
         assert_eq!(got, want);
         let mid = all[1000];
-        let got: Vec<u64> = Descending::new(&tree, b"x", mid).take(5).map(|p| p.expect("p")).collect();
+        let got: Vec<u64> = Descending::new(&tree, b"x", mid)
+            .take(5)
+            .map(|p| p.expect("p"))
+            .collect();
         assert_eq!(got, vec![all[999], all[998], all[997], all[996], all[995]]);
         assert!(Descending::new(&tree, b"zzz", u64::MAX).next().is_none());
         assert!(Descending::new(&tree, b"y", u64::MAX).all(|p| p.expect("p") % 2 == 0));
