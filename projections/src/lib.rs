@@ -13,10 +13,12 @@
 //! - [`runner`]: checkpoints, catch-up then live, status, `wait_for`, rebuilds.
 //! - [`postings`]: posting lists of positions, stored a block at a time.
 //! - [`audit`]: the audit log projection, its query strings and its pages.
+//! - [`time_travel`]: an organization as it was at a position or a time.
 
 pub mod audit;
 pub mod postings;
 pub mod runner;
+pub mod time_travel;
 mod tx;
 
 pub use runner::{ProjectionHandle, ProjectionState, ProjectionStatus};

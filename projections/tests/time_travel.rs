@@ -1,0 +1,103 @@
+//! Time travel equals a replay stopped at the same point.
+
+use domain::aggregate::Aggregate;
+use domain::bot::{Bot, BotCommand};
+use domain::ledger::{ConsumeMode, CreditsCommand, Ledger};
+use domain::organization::{Organization, OrganizationCommand};
+use domain::{Actor, Context, Credits, Event, events::{GrantSource, MemberKind}};
+use projections::time_travel::{OrgSnapshot, TimePoint, org_at};
+use std::sync::Arc;
+use store::{EmbeddedStore, EventStore, ExpectedVersion, Metadata, ProposedEvent};
+use time::{Duration, OffsetDateTime};
+use uuid::Uuid;
+
+struct Writer {
+    store: Arc<EmbeddedStore>,
+    org_id: Uuid,
+    now: OffsetDateTime,
+    n: u128,
+    /// (position, time) of every appended event, and its (stream, event).
+    log: Vec<(u64, OffsetDateTime, String, Event)>,
+}
+
+impl Writer {
+    async fn decide<A: Aggregate>(&mut self, state: &mut A, stream: &str, cmd: A::Command, actor: Actor) -> Vec<Event> {
+        self.now += Duration::minutes(7);
+        self.n += 1;
+        let ctx = Context::new(self.now, actor, Default::default(), self.n);
+        let ctx = match actor {
+            Actor::User(_) => Context { permissions: domain::Permission::ALL.iter().copied().collect(), ..ctx },
+            _ => ctx,
+        };
+        let events = state.execute(&cmd, &ctx).unwrap_or_default();
+        if events.is_empty() {
+            return events;
+        }
+        let store_actor = match actor {
+            Actor::User(u) => store::Actor::user(u),
+            Actor::Bot(b) => store::Actor::bot(b),
+            Actor::System => store::Actor::system(),
+        };
+        let proposed = events
+            .iter()
+            .map(|e| ProposedEvent { schema: e.schema(), ..ProposedEvent::new(e.event_type(), e.data(), Metadata::new(store_actor.clone(), Some(self.org_id), self.now)) })
+            .collect();
+        let r = self.store.append(stream, ExpectedVersion::Any, proposed).await.expect("append");
+        for (i, e) in events.iter().enumerate() {
+            self.log.push((r.first_position + i as u64, self.now, stream.to_owned(), e.clone()));
+        }
+        events
+    }
+}
+
+/// The expected snapshot: every aggregate folded from the events up to `upto`.
+fn replay_until(log: &[(u64, OffsetDateTime, String, Event)], upto: impl Fn(u64, OffsetDateTime) -> bool) -> (Organization, Ledger, usize) {
+    let take: Vec<_> = log.iter().filter(|(p, t, _, _)| upto(*p, *t)).collect();
+    let org = Organization::replay(take.iter().filter(|x| x.2.starts_with("organization-")).map(|x| &x.3));
+    let ledger = Ledger::replay(take.iter().filter(|x| x.2.starts_with("credits-")).map(|x| &x.3));
+    (org, ledger, take.len())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_org_at_any_position_or_time_equals_a_replay_stopped_there() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
+    let org_id = Uuid::from_u128(77);
+    let owner = Uuid::from_u128(1);
+    let mut w = Writer { store: store.clone(), org_id, now: time::macros::datetime!(2026-05-01 9:00 UTC), n: 0, log: Vec::new() };
+    let (mut org, mut ledger, mut bot) = (Organization::default(), Ledger::default(), Bot::default());
+    let org_stream = format!("organization-{org_id}");
+    let credits = format!("credits-{org_id}");
+    w.decide(&mut org, &org_stream, OrganizationCommand::Create { org_id, name: "Acme".into(), admin_alias: "O".into(), admin_email: "o@acme.test".into() }, Actor::User(owner)).await;
+    let bot_id = Uuid::from_u128(40);
+    w.decide(&mut bot, &format!("bot-{bot_id}"), BotCommand::Register { bot_id, name: "b".into(), machine: None }, Actor::User(owner)).await;
+    for i in 0..40u128 {
+        let user = Uuid::from_u128(100 + i);
+        let email = format!("u{i}@acme.test");
+        let inv = Uuid::from_u128(1000 + i);
+        w.decide(&mut org, &org_stream, OrganizationCommand::InviteMember { invitation_id: inv, email: email.clone(), kind: MemberKind::Member, role_ids: vec![] }, Actor::User(owner)).await;
+        w.decide(&mut org, &org_stream, OrganizationCommand::AcceptInvitation { invitation_id: inv, user_id: user, user_email: email, seats_total: 100 }, Actor::User(user)).await;
+        w.decide(&mut ledger, &credits, CreditsCommand::Grant { grant_id: Uuid::from_u128(5000 + i), amount: Credits(100), source: GrantSource::Promo, expires_at: None }, Actor::User(owner)).await;
+        w.decide(&mut ledger, &credits, CreditsCommand::Consume { amount: Credits(30 + i as u64), bot_id, run_id: None, key: format!("k{i}"), mode: ConsumeMode::Strict }, Actor::Bot(bot_id)).await;
+        // Another organization's events interleave and must not leak in.
+        let other = Uuid::from_u128(78);
+        let meta = Metadata::new(store::Actor::system(), Some(other), w.now);
+        store.append(&format!("organization-{other}"), ExpectedVersion::Any, vec![ProposedEvent::new("member.left", serde_json::json!({"user_id": owner}), meta)]).await.expect("other org");
+    }
+    let head = store.head().await.expect("head");
+    let positions: Vec<u64> = w.log.iter().map(|x| x.0).collect();
+    for &p in positions.iter().step_by(7).chain([0, head].iter()) {
+        let snap: OrgSnapshot = org_at(store.as_ref(), org_id, TimePoint::Position(p)).await.expect("time travel");
+        let (org, ledger, n) = replay_until(&w.log, |pos, _| pos <= p);
+        assert_eq!((snap.org, snap.ledger), (org, ledger), "at position {p} ({n} events)");
+    }
+    for (_, t, _, _) in w.log.iter().step_by(11) {
+        let snap = org_at(store.as_ref(), org_id, TimePoint::At(*t)).await.expect("time travel");
+        let (org, ledger, _) = replay_until(&w.log, |_, at| at <= *t);
+        assert_eq!((snap.org, snap.ledger), (org, ledger), "at {t}");
+    }
+    let now = org_at(store.as_ref(), org_id, TimePoint::Position(head)).await.expect("now");
+    assert_eq!(now.org.members.len(), 41);
+    assert_eq!(now.bots.len(), 1);
+    assert!(now.ledger.balance() > Credits(0));
+}
