@@ -70,12 +70,13 @@ pub enum CreditsCommand {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Grant {
     pub id: Uuid,
     pub amount: Credits,
     pub remaining: Credits,
     pub source: GrantSource,
+    #[serde(with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
 }
 
@@ -100,6 +101,22 @@ pub struct Ledger {
     pub total_granted: u128,
     pub total_consumed: u128,
     pub total_expired: u128,
+}
+
+/// Takes `amount` from `grants` in spending order — earliest expiry first, grants
+/// without expiry last, ties in grant order. Read models call this too, so they spend
+/// exactly as the ledger does.
+pub fn spend(grants: &mut [Grant], amount: Credits) {
+    let mut order: Vec<usize> = (0..grants.len()).collect();
+    order.sort_by_key(|&i| (grants[i].expires_at.is_none(), grants[i].expires_at, i));
+    let mut left = amount.0;
+    for i in order {
+        let g = &mut grants[i];
+        let take = left.min(g.remaining.0);
+        g.remaining.0 -= take;
+        left -= take;
+    }
+    debug_assert_eq!(left, 0, "a consumption never exceeds the balance");
 }
 
 /// The UTC month `YYYY-MM` of `t`: the limit period a consumption counts against.
@@ -157,28 +174,8 @@ impl Ledger {
         Ok(())
     }
 
-    /// Grant indices in spending order: earliest expiry first, no expiry last.
-    fn spending_order(&self) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.grants.len()).collect();
-        order.sort_by_key(|&i| {
-            (
-                self.grants[i].expires_at.is_none(),
-                self.grants[i].expires_at,
-                i,
-            )
-        });
-        order
-    }
-
     fn spend(&mut self, amount: Credits) {
-        let mut left = amount.0;
-        for i in self.spending_order() {
-            let g = &mut self.grants[i];
-            let take = left.min(g.remaining.0);
-            g.remaining.0 -= take;
-            left -= take;
-        }
-        debug_assert_eq!(left, 0, "a consumption never exceeds the balance");
+        spend(&mut self.grants, amount);
     }
 
     /// Expiry events for grants past `now` that still hold credits.

@@ -13,9 +13,11 @@
 //! - [`runner`]: checkpoints, catch-up then live, status, `wait_for`, rebuilds.
 //! - [`postings`]: posting lists of positions, stored a block at a time.
 //! - [`audit`]: the audit log projection, its query strings and its pages.
+//! - [`credits`]: balances, grants, usage per day and bot, alerts, limits.
 //! - [`time_travel`]: an organization as it was at a position or a time.
 
 pub mod audit;
+pub mod credits;
 pub mod postings;
 pub mod runner;
 pub mod time_travel;

@@ -46,28 +46,52 @@ pub struct OrgSnapshot {
 
 /// Decodes a recorded event into the domain's catalog (upcasting old schemas).
 pub fn decode(e: &RecordedEvent) -> Result<Event, ProjectionError> {
-    Event::decode(&e.event_type, e.schema, e.data.get())
-        .map_err(|err| ProjectionError::Decode { position: e.position, reason: err.to_string() })
+    Event::decode(&e.event_type, e.schema, e.data.get()).map_err(|err| ProjectionError::Decode {
+        position: e.position,
+        reason: err.to_string(),
+    })
 }
 
 fn stream_id(stream: &str, position: u64) -> Result<Uuid, ProjectionError> {
     let id = stream.split_once('-').map(|(_, id)| id).unwrap_or_default();
-    id.parse().map_err(|_| ProjectionError::Decode { position, reason: format!("stream {stream} has no id") })
+    id.parse().map_err(|_| ProjectionError::Decode {
+        position,
+        reason: format!("stream {stream} has no id"),
+    })
 }
 
 impl OrgSnapshot {
     /// Folds one event of the organization into the right aggregate.
     pub fn apply(&mut self, e: &RecordedEvent) -> Result<(), ProjectionError> {
         let event = decode(e)?;
-        let category = e.stream.split_once('-').map_or(e.stream.as_str(), |(c, _)| c);
+        let category = e
+            .stream
+            .split_once('-')
+            .map_or(e.stream.as_str(), |(c, _)| c);
         match category {
             "organization" => self.org.apply(&event),
             "billing" => self.billing.apply(&event),
             "credits" => self.ledger.apply(&event),
-            "bot" => self.bots.entry(stream_id(&e.stream, e.position)?).or_default().apply(&event),
-            "run" => self.runs.entry(stream_id(&e.stream, e.position)?).or_default().apply(&event),
-            "trigger" => self.triggers.entry(stream_id(&e.stream, e.position)?).or_default().apply(&event),
-            "app" => self.apps.entry(stream_id(&e.stream, e.position)?).or_default().apply(&event),
+            "bot" => self
+                .bots
+                .entry(stream_id(&e.stream, e.position)?)
+                .or_default()
+                .apply(&event),
+            "run" => self
+                .runs
+                .entry(stream_id(&e.stream, e.position)?)
+                .or_default()
+                .apply(&event),
+            "trigger" => self
+                .triggers
+                .entry(stream_id(&e.stream, e.position)?)
+                .or_default()
+                .apply(&event),
+            "app" => self
+                .apps
+                .entry(stream_id(&e.stream, e.position)?)
+                .or_default()
+                .apply(&event),
             _ => {}
         }
         self.position = e.position;
@@ -76,12 +100,18 @@ impl OrgSnapshot {
 }
 
 /// `org` as it was at `point`. Costs O(events of the org up to the point).
-pub async fn org_at(store: &dyn EventStore, org: Uuid, point: TimePoint) -> Result<OrgSnapshot, ProjectionError> {
+pub async fn org_at(
+    store: &dyn EventStore,
+    org: Uuid,
+    point: TimePoint,
+) -> Result<OrgSnapshot, ProjectionError> {
     let mut snapshot = OrgSnapshot::default();
     let mut from = 1;
     loop {
         let events = store.read_org(org, from, READ_EVENTS).await?;
-        let Some(last) = events.last().map(|e| e.position) else { break };
+        let Some(last) = events.last().map(|e| e.position) else {
+            break;
+        };
         for e in &events {
             let past = match point {
                 TimePoint::Position(p) => e.position > p,

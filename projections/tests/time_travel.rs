@@ -4,7 +4,10 @@ use domain::aggregate::Aggregate;
 use domain::bot::{Bot, BotCommand};
 use domain::ledger::{ConsumeMode, CreditsCommand, Ledger};
 use domain::organization::{Organization, OrganizationCommand};
-use domain::{Actor, Context, Credits, Event, events::{GrantSource, MemberKind}};
+use domain::{
+    Actor, Context, Credits, Event,
+    events::{GrantSource, MemberKind},
+};
 use projections::time_travel::{OrgSnapshot, TimePoint, org_at};
 use std::sync::Arc;
 use store::{EmbeddedStore, EventStore, ExpectedVersion, Metadata, ProposedEvent};
@@ -21,12 +24,21 @@ struct Writer {
 }
 
 impl Writer {
-    async fn decide<A: Aggregate>(&mut self, state: &mut A, stream: &str, cmd: A::Command, actor: Actor) -> Vec<Event> {
+    async fn decide<A: Aggregate>(
+        &mut self,
+        state: &mut A,
+        stream: &str,
+        cmd: A::Command,
+        actor: Actor,
+    ) -> Vec<Event> {
         self.now += Duration::minutes(7);
         self.n += 1;
         let ctx = Context::new(self.now, actor, Default::default(), self.n);
         let ctx = match actor {
-            Actor::User(_) => Context { permissions: domain::Permission::ALL.iter().copied().collect(), ..ctx },
+            Actor::User(_) => Context {
+                permissions: domain::Permission::ALL.iter().copied().collect(),
+                ..ctx
+            },
             _ => ctx,
         };
         let events = state.execute(&cmd, &ctx).unwrap_or_default();
@@ -40,21 +52,48 @@ impl Writer {
         };
         let proposed = events
             .iter()
-            .map(|e| ProposedEvent { schema: e.schema(), ..ProposedEvent::new(e.event_type(), e.data(), Metadata::new(store_actor.clone(), Some(self.org_id), self.now)) })
+            .map(|e| ProposedEvent {
+                schema: e.schema(),
+                ..ProposedEvent::new(
+                    e.event_type(),
+                    e.data(),
+                    Metadata::new(store_actor.clone(), Some(self.org_id), self.now),
+                )
+            })
             .collect();
-        let r = self.store.append(stream, ExpectedVersion::Any, proposed).await.expect("append");
+        let r = self
+            .store
+            .append(stream, ExpectedVersion::Any, proposed)
+            .await
+            .expect("append");
         for (i, e) in events.iter().enumerate() {
-            self.log.push((r.first_position + i as u64, self.now, stream.to_owned(), e.clone()));
+            self.log.push((
+                r.first_position + i as u64,
+                self.now,
+                stream.to_owned(),
+                e.clone(),
+            ));
         }
         events
     }
 }
 
 /// The expected snapshot: every aggregate folded from the events up to `upto`.
-fn replay_until(log: &[(u64, OffsetDateTime, String, Event)], upto: impl Fn(u64, OffsetDateTime) -> bool) -> (Organization, Ledger, usize) {
+fn replay_until(
+    log: &[(u64, OffsetDateTime, String, Event)],
+    upto: impl Fn(u64, OffsetDateTime) -> bool,
+) -> (Organization, Ledger, usize) {
     let take: Vec<_> = log.iter().filter(|(p, t, _, _)| upto(*p, *t)).collect();
-    let org = Organization::replay(take.iter().filter(|x| x.2.starts_with("organization-")).map(|x| &x.3));
-    let ledger = Ledger::replay(take.iter().filter(|x| x.2.starts_with("credits-")).map(|x| &x.3));
+    let org = Organization::replay(
+        take.iter()
+            .filter(|x| x.2.starts_with("organization-"))
+            .map(|x| &x.3),
+    );
+    let ledger = Ledger::replay(
+        take.iter()
+            .filter(|x| x.2.starts_with("credits-"))
+            .map(|x| &x.3),
+    );
     (org, ledger, take.len())
 }
 
@@ -64,40 +103,278 @@ async fn the_org_at_any_position_or_time_equals_a_replay_stopped_there() {
     let store = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
     let org_id = Uuid::from_u128(77);
     let owner = Uuid::from_u128(1);
-    let mut w = Writer { store: store.clone(), org_id, now: time::macros::datetime!(2026-05-01 9:00 UTC), n: 0, log: Vec::new() };
-    let (mut org, mut ledger, mut bot) = (Organization::default(), Ledger::default(), Bot::default());
+    let mut w = Writer {
+        store: store.clone(),
+        org_id,
+        now: time::macros::datetime!(2026-05-01 9:00 UTC),
+        n: 0,
+        log: Vec::new(),
+    };
+    let (mut org, mut ledger, mut bot) =
+        (Organization::default(), Ledger::default(), Bot::default());
     let org_stream = format!("organization-{org_id}");
     let credits = format!("credits-{org_id}");
-    w.decide(&mut org, &org_stream, OrganizationCommand::Create { org_id, name: "Acme".into(), admin_alias: "O".into(), admin_email: "o@acme.test".into() }, Actor::User(owner)).await;
+    w.decide(
+        &mut org,
+        &org_stream,
+        OrganizationCommand::Create {
+            org_id,
+            name: "Acme".into(),
+            admin_alias: "O".into(),
+            admin_email: "o@acme.test".into(),
+        },
+        Actor::User(owner),
+    )
+    .await;
     let bot_id = Uuid::from_u128(40);
-    w.decide(&mut bot, &format!("bot-{bot_id}"), BotCommand::Register { bot_id, name: "b".into(), machine: None }, Actor::User(owner)).await;
+    w.decide(
+        &mut bot,
+        &format!("bot-{bot_id}"),
+        BotCommand::Register {
+            bot_id,
+            name: "b".into(),
+            machine: None,
+        },
+        Actor::User(owner),
+    )
+    .await;
     for i in 0..40u128 {
         let user = Uuid::from_u128(100 + i);
         let email = format!("u{i}@acme.test");
         let inv = Uuid::from_u128(1000 + i);
-        w.decide(&mut org, &org_stream, OrganizationCommand::InviteMember { invitation_id: inv, email: email.clone(), kind: MemberKind::Member, role_ids: vec![] }, Actor::User(owner)).await;
-        w.decide(&mut org, &org_stream, OrganizationCommand::AcceptInvitation { invitation_id: inv, user_id: user, user_email: email, seats_total: 100 }, Actor::User(user)).await;
-        w.decide(&mut ledger, &credits, CreditsCommand::Grant { grant_id: Uuid::from_u128(5000 + i), amount: Credits(100), source: GrantSource::Promo, expires_at: None }, Actor::User(owner)).await;
-        w.decide(&mut ledger, &credits, CreditsCommand::Consume { amount: Credits(30 + i as u64), bot_id, run_id: None, key: format!("k{i}"), mode: ConsumeMode::Strict }, Actor::Bot(bot_id)).await;
+        w.decide(
+            &mut org,
+            &org_stream,
+            OrganizationCommand::InviteMember {
+                invitation_id: inv,
+                email: email.clone(),
+                kind: MemberKind::Member,
+                role_ids: vec![],
+            },
+            Actor::User(owner),
+        )
+        .await;
+        w.decide(
+            &mut org,
+            &org_stream,
+            OrganizationCommand::AcceptInvitation {
+                invitation_id: inv,
+                user_id: user,
+                user_email: email,
+                seats_total: 100,
+            },
+            Actor::User(user),
+        )
+        .await;
+        w.decide(
+            &mut ledger,
+            &credits,
+            CreditsCommand::Grant {
+                grant_id: Uuid::from_u128(5000 + i),
+                amount: Credits(100),
+                source: GrantSource::Promo,
+                expires_at: None,
+            },
+            Actor::User(owner),
+        )
+        .await;
+        w.decide(
+            &mut ledger,
+            &credits,
+            CreditsCommand::Consume {
+                amount: Credits(30 + i as u64),
+                bot_id,
+                run_id: None,
+                key: format!("k{i}"),
+                mode: ConsumeMode::Strict,
+            },
+            Actor::Bot(bot_id),
+        )
+        .await;
         // Another organization's events interleave and must not leak in.
         let other = Uuid::from_u128(78);
         let meta = Metadata::new(store::Actor::system(), Some(other), w.now);
-        store.append(&format!("organization-{other}"), ExpectedVersion::Any, vec![ProposedEvent::new("member.left", serde_json::json!({"user_id": owner}), meta)]).await.expect("other org");
+        store
+            .append(
+                &format!("organization-{other}"),
+                ExpectedVersion::Any,
+                vec![ProposedEvent::new(
+                    "member.left",
+                    serde_json::json!({"user_id": owner}),
+                    meta,
+                )],
+            )
+            .await
+            .expect("other org");
     }
     let head = store.head().await.expect("head");
     let positions: Vec<u64> = w.log.iter().map(|x| x.0).collect();
     for &p in positions.iter().step_by(7).chain([0, head].iter()) {
-        let snap: OrgSnapshot = org_at(store.as_ref(), org_id, TimePoint::Position(p)).await.expect("time travel");
+        let snap: OrgSnapshot = org_at(store.as_ref(), org_id, TimePoint::Position(p))
+            .await
+            .expect("time travel");
         let (org, ledger, n) = replay_until(&w.log, |pos, _| pos <= p);
-        assert_eq!((snap.org, snap.ledger), (org, ledger), "at position {p} ({n} events)");
+        assert_eq!(
+            (snap.org, snap.ledger),
+            (org, ledger),
+            "at position {p} ({n} events)"
+        );
     }
     for (_, t, _, _) in w.log.iter().step_by(11) {
-        let snap = org_at(store.as_ref(), org_id, TimePoint::At(*t)).await.expect("time travel");
+        let snap = org_at(store.as_ref(), org_id, TimePoint::At(*t))
+            .await
+            .expect("time travel");
         let (org, ledger, _) = replay_until(&w.log, |_, at| at <= *t);
         assert_eq!((snap.org, snap.ledger), (org, ledger), "at {t}");
     }
-    let now = org_at(store.as_ref(), org_id, TimePoint::Position(head)).await.expect("now");
+    let now = org_at(store.as_ref(), org_id, TimePoint::Position(head))
+        .await
+        .expect("now");
     assert_eq!(now.org.members.len(), 41);
     assert_eq!(now.bots.len(), 1);
     assert!(now.ledger.balance() > Credits(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_credits_read_model_spends_and_counts_exactly_as_the_ledger() {
+    use projections::credits::{CreditsProjection, query};
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
+    let org_id = Uuid::from_u128(5);
+    let owner = Uuid::from_u128(1);
+    let mut w = Writer {
+        store: store.clone(),
+        org_id,
+        now: time::macros::datetime!(2026-05-01 9:00 UTC),
+        n: 0,
+        log: Vec::new(),
+    };
+    let mut ledger = Ledger::default();
+    let credits = format!("credits-{org_id}");
+    let bots = [
+        Uuid::from_u128(40),
+        Uuid::from_u128(41),
+        Uuid::from_u128(42),
+    ];
+    w.decide(
+        &mut ledger,
+        &credits,
+        CreditsCommand::SetAlert {
+            alert_id: Uuid::from_u128(9),
+            threshold: Credits(500),
+            webhook_url: None,
+        },
+        Actor::User(owner),
+    )
+    .await;
+    for i in 0..300u64 {
+        if i % 25 == 0 {
+            let expires = (i % 50 == 0).then(|| w.now + Duration::hours(30));
+            w.decide(
+                &mut ledger,
+                &credits,
+                CreditsCommand::Grant {
+                    grant_id: Uuid::from_u128(7000 + i as u128),
+                    amount: Credits(2_000),
+                    source: GrantSource::Promo,
+                    expires_at: expires,
+                },
+                Actor::User(owner),
+            )
+            .await;
+        }
+        if i == 150 {
+            w.decide(
+                &mut ledger,
+                &credits,
+                CreditsCommand::SetLimit {
+                    limit: Credits(20_000),
+                },
+                Actor::User(owner),
+            )
+            .await;
+        }
+        let bot = bots[(i % 3) as usize];
+        w.now += Duration::minutes(90);
+        let run = (i % 2 == 0).then(|| Uuid::from_u128(9000 + i as u128));
+        w.decide(
+            &mut ledger,
+            &credits,
+            CreditsCommand::Consume {
+                amount: Credits(50 + i % 70),
+                bot_id: bot,
+                run_id: run,
+                key: format!("k{i}"),
+                mode: ConsumeMode::Strict,
+            },
+            Actor::Bot(bot),
+        )
+        .await;
+        if i % 40 == 0 {
+            w.decide(&mut ledger, &credits, CreditsCommand::Expire, Actor::System)
+                .await;
+        }
+    }
+    let h = projections::runner::spawn(
+        store.clone(),
+        store.db().clone(),
+        CreditsProjection::default,
+    )
+    .expect("spawn");
+    h.wait_for(
+        store.head().await.expect("head"),
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .expect("caught up");
+    let doc = query::doc(&h.tree(), org_id).expect("doc");
+    assert_eq!(doc.balance(), ledger.balance());
+    assert_eq!(doc.grants, ledger.grants, "grants spent in the same order");
+    assert_eq!(
+        doc.alerts.values().map(|a| a.in_alarm).collect::<Vec<_>>(),
+        ledger
+            .alerts
+            .values()
+            .map(|a| a.in_alarm)
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        (doc.limit, doc.used_in(w.now)),
+        (ledger.limit, ledger.used_in(w.now))
+    );
+    let consumed: u64 = w
+        .log
+        .iter()
+        .filter_map(|x| match &x.3 {
+            Event::CreditsConsumed(c) => Some(c.amount.0),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(
+        query::consumed(&h.tree(), org_id, None, None).expect("consumed"),
+        consumed
+    );
+    let by_bot = query::breakdown(&h.tree(), org_id, query::By::Bot, None, None).expect("by bot");
+    assert_eq!(by_bot.len(), 3);
+    assert_eq!(by_bot.iter().map(|(_, b)| b.credits).sum::<u64>(), consumed);
+    let by_day = query::breakdown(&h.tree(), org_id, query::By::Day, None, None).expect("by day");
+    let (from, to) = (
+        time::macros::datetime!(2026-05-03 0:00 UTC),
+        time::macros::datetime!(2026-05-04 23:00 UTC),
+    );
+    let two_days: u64 = w
+        .log
+        .iter()
+        .filter(|x| x.1 >= from && x.1 <= time::macros::datetime!(2026-05-04 23:59:59 UTC))
+        .filter_map(|x| match &x.3 {
+            Event::CreditsConsumed(c) => Some(c.amount.0),
+            _ => None,
+        })
+        .sum();
+    assert_eq!(
+        query::consumed(&h.tree(), org_id, Some(from), Some(to)).expect("range"),
+        two_days
+    );
+    assert!(by_day.len() > 10);
+    h.stop().await;
 }
