@@ -13,6 +13,7 @@ use domain::Credits;
 use domain::events::Event;
 use domain::ledger::{self, Grant};
 use serde::{Deserialize, Serialize};
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use store::RecordedEvent;
 use time::OffsetDateTime;
@@ -139,23 +140,22 @@ impl Projection for CreditsProjection {
             return Ok(());
         };
         let event = decode(e)?;
-        if !self.docs.contains_key(&org) {
-            let doc = tx.get_json(&doc_key(&org))?.unwrap_or_default();
-            self.docs.insert(org, doc);
-        }
-        if let Some(doc) = self.docs.get_mut(&org) {
-            doc.apply(&event, e.meta.occurred_at);
-        }
+        let doc = match self.docs.entry(org) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => v.insert(tx.get_json(&doc_key(&org))?.unwrap_or_default()),
+        };
+        doc.apply(&event, e.meta.occurred_at);
         if let Event::CreditsConsumed(c) = &event {
             let key = bucket_key(&org, &day_of(e.meta.occurred_at), &c.bot_id);
-            if !self.buckets.contains_key(&key) {
-                let b = tx.get_json(&key)?.unwrap_or_default();
-                self.buckets.insert(key.clone(), b);
-            }
-            if let Some(b) = self.buckets.get_mut(&key) {
-                b.credits = b.credits.saturating_add(c.amount.0);
-                b.runs += u64::from(c.run_id.is_some());
-            }
+            let b = match self.buckets.entry(key) {
+                Entry::Occupied(o) => o.into_mut(),
+                Entry::Vacant(v) => {
+                    let loaded = tx.get_json(v.key())?.unwrap_or_default();
+                    v.insert(loaded)
+                }
+            };
+            b.credits = b.credits.saturating_add(c.amount.0);
+            b.runs += u64::from(c.run_id.is_some());
         }
         Ok(())
     }
