@@ -353,10 +353,12 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
                 .map_err(|_| ProjectionError::Storage("lock poisoned".into()))?;
             std::mem::replace(&mut *t, fresh.clone())
         };
-        self.position_tx.send_replace(checkpoint_of(&fresh)?);
+        // Readers now get the fresh tree; the old one goes before the new position is
+        // published, so whoever waits for it sees only the new state.
         if old.name() != fresh.name() {
             self.db.drop_tree(old.name())?;
         }
+        self.position_tx.send_replace(checkpoint_of(&fresh)?);
         self.set_state(ProjectionState::CatchingUp);
         Ok(())
     }
