@@ -12,10 +12,12 @@
 //! - [`Projection`], [`Tx`], [`ProjectionError`]: the contract.
 //! - [`runner`]: checkpoints, catch-up then live, status, `wait_for`, rebuilds.
 //! - [`postings`]: posting lists of positions, stored a block at a time.
+//! - [`accounts`]: users by id and email, memberships and roles per organization.
 //! - [`audit`]: the audit log projection, its query strings and its pages.
 //! - [`credits`]: balances, grants, usage per day and bot, alerts, limits.
 //! - [`time_travel`]: an organization as it was at a position or a time.
 
+pub mod accounts;
 pub mod audit;
 pub mod credits;
 pub mod postings;

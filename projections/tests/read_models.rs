@@ -1,4 +1,5 @@
-//! Time travel equals a replay stopped at the same point.
+//! Read models and time travel over histories decided by the domain: each must equal
+//! what the domain's own aggregates fold from the same events.
 
 use domain::aggregate::Aggregate;
 use domain::bot::{Bot, BotCommand};
@@ -376,5 +377,188 @@ async fn the_credits_read_model_spends_and_counts_exactly_as_the_ledger() {
         two_days
     );
     assert!(by_day.len() > 10);
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_hold_the_permissions_the_organization_aggregate_grants() {
+    use domain::user::{User, UserCommand};
+    use projections::accounts::{Accounts, query};
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
+    let org_id = Uuid::from_u128(77);
+    let owner = Uuid::from_u128(1);
+    let mut w = Writer {
+        store: store.clone(),
+        org_id,
+        now: time::macros::datetime!(2026-05-01 9:00 UTC),
+        n: 0,
+        log: Vec::new(),
+    };
+    let mut org = Organization::default();
+    let org_stream = format!("organization-{org_id}");
+    let mut owner_account = User::default();
+    w.decide(
+        &mut owner_account,
+        &format!("user-{owner}"),
+        UserCommand::Register {
+            user_id: owner,
+            email: "Owner@Acme.test".into(),
+            alias: "Olga".into(),
+            email_in_use: false,
+        },
+        Actor::User(owner),
+    )
+    .await;
+    w.decide(
+        &mut org,
+        &org_stream,
+        OrganizationCommand::Create {
+            org_id,
+            name: "Acme".into(),
+            admin_alias: "O".into(),
+            admin_email: "o@acme.test".into(),
+        },
+        Actor::User(owner),
+    )
+    .await;
+    w.decide(
+        &mut org,
+        &org_stream,
+        OrganizationCommand::CreateRole {
+            role_id: "ops".into(),
+            name: "Ops".into(),
+            permissions: vec!["bots:read".into(), "console:access".into()],
+        },
+        Actor::User(owner),
+    )
+    .await;
+    for i in 0..12u128 {
+        let user = Uuid::from_u128(100 + i);
+        let email = format!("u{i}@acme.test");
+        let inv = Uuid::from_u128(1000 + i);
+        let kind = if i % 4 == 3 {
+            MemberKind::ExternalCollaborator
+        } else {
+            MemberKind::Member
+        };
+        w.decide(
+            &mut org,
+            &org_stream,
+            OrganizationCommand::InviteMember {
+                invitation_id: inv,
+                email: email.clone(),
+                kind,
+                role_ids: vec![],
+            },
+            Actor::User(owner),
+        )
+        .await;
+        w.decide(
+            &mut org,
+            &org_stream,
+            OrganizationCommand::AcceptInvitation {
+                invitation_id: inv,
+                user_id: user,
+                user_email: email,
+                seats_total: 100,
+            },
+            Actor::User(user),
+        )
+        .await;
+        match i % 3 {
+            0 => {
+                w.decide(
+                    &mut org,
+                    &org_stream,
+                    OrganizationCommand::GrantRole {
+                        user_id: user,
+                        role_id: "ops".into(),
+                    },
+                    Actor::User(owner),
+                )
+                .await;
+            }
+            1 => {
+                w.decide(
+                    &mut org,
+                    &org_stream,
+                    OrganizationCommand::GrantRole {
+                        user_id: user,
+                        role_id: "admin".into(),
+                    },
+                    Actor::User(owner),
+                )
+                .await;
+            }
+            _ if i > 6 => {
+                w.decide(
+                    &mut org,
+                    &org_stream,
+                    OrganizationCommand::RemoveMember { user_id: user },
+                    Actor::User(owner),
+                )
+                .await;
+            }
+            _ => {}
+        }
+    }
+    w.decide(
+        &mut org,
+        &org_stream,
+        OrganizationCommand::UpdateRole {
+            role_id: "ops".into(),
+            name: None,
+            permissions: Some(vec!["runs:read".into()]),
+        },
+        Actor::User(owner),
+    )
+    .await;
+    w.decide(
+        &mut org,
+        &org_stream,
+        OrganizationCommand::TransferOwnership {
+            to_user_id: Uuid::from_u128(101),
+        },
+        Actor::User(owner),
+    )
+    .await;
+    let h = projections::runner::spawn(store.clone(), store.db().clone(), Accounts::default)
+        .expect("spawn");
+    h.wait_for(
+        store.head().await.expect("head"),
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .expect("caught up");
+    let tree = h.tree();
+    let doc = query::organization(&tree, org_id)
+        .expect("read")
+        .expect("org");
+    assert_eq!(
+        doc.members.keys().collect::<Vec<_>>(),
+        org.members.keys().collect::<Vec<_>>()
+    );
+    for user in (0..14u128).map(|i| Uuid::from_u128(if i == 13 { 1 } else { 100 + i })) {
+        assert_eq!(
+            doc.permissions_of(user),
+            org.permissions_of(user),
+            "permissions of {user}"
+        );
+    }
+    assert_eq!(
+        query::user_by_email(&tree, " owner@acme.test")
+            .expect("read")
+            .map(|u| u.alias),
+        Some("Olga".into())
+    );
+    let ms = query::memberships(&tree, Uuid::from_u128(101)).expect("memberships");
+    assert_eq!(ms.len(), 1);
+    assert!(ms[0].2.roles.contains("owner"));
+    assert!(
+        query::memberships(&tree, Uuid::from_u128(108))
+            .expect("removed")
+            .is_empty()
+    );
     h.stop().await;
 }
