@@ -276,10 +276,10 @@ pub mod query {
             let Ok(org) = String::from_utf8_lossy(&k[prefix.len()..]).parse::<Uuid>() else {
                 continue;
             };
-            if let Some(doc) = organization(tree, org)? {
-                if let Some(m) = doc.members.get(&user) {
-                    out.push((org, doc.name.clone(), m.clone()));
-                }
+            if let Some(doc) = organization(tree, org)?
+                && let Some(m) = doc.members.get(&user)
+            {
+                out.push((org, doc.name.clone(), m.clone()));
             }
         }
         Ok(out)
