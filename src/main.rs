@@ -28,6 +28,40 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
     },
+    /// Stream events out of the log for analysts: JSON Lines (one envelope per line)
+    /// or CSV.
+    Export {
+        #[arg(long)]
+        data: PathBuf,
+        /// Only this organization's events (through the org index).
+        #[arg(long)]
+        org: Option<uuid::Uuid>,
+        /// First position (inclusive).
+        #[arg(long, default_value_t = 1)]
+        from: u64,
+        /// Last position (inclusive).
+        #[arg(long)]
+        to: Option<u64>,
+        /// Only these event types, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        types: Vec<String>,
+        #[arg(long, value_enum, default_value_t = Format::Jsonl)]
+        format: Format,
+    },
+    /// Rebuild projections from the start of the log, with a progress bar.
+    Rebuild {
+        #[arg(long)]
+        data: PathBuf,
+        /// One projection (accounts, audit, credits); all when absent.
+        #[arg(long)]
+        projection: Option<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Jsonl,
+    Csv,
 }
 
 fn main() -> ExitCode {
@@ -41,7 +75,192 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Verify { data } => verify(&data),
+        Command::Export {
+            data,
+            org,
+            from,
+            to,
+            types,
+            format,
+        } => report(export(&data, org, from, to, &types, format)),
+        Command::Rebuild { data, projection } => report(rebuild(&data, projection.as_deref())),
     }
+}
+
+fn report(r: anyhow::Result<()>) -> ExitCode {
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Events read per call while exporting.
+const EXPORT_PAGE_EVENTS: usize = 5_000;
+
+fn export(
+    data: &std::path::Path,
+    org: Option<uuid::Uuid>,
+    from: u64,
+    to: Option<u64>,
+    types: &[String],
+    format: Format,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    use store::EventStore;
+    anyhow::ensure!(
+        data.join("log").is_dir(),
+        "{} holds no Orgline store",
+        data.display()
+    );
+    let store = store::EmbeddedStore::open(data)?;
+    let rt = runtime()?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut csv = (format == Format::Csv).then(|| csv::Writer::from_writer(Vec::new()));
+    if let Some(w) = &mut csv {
+        w.write_record([
+            "position",
+            "stream",
+            "version",
+            "id",
+            "type",
+            "schema",
+            "occurred_at",
+            "actor_kind",
+            "actor_id",
+            "org",
+            "hash",
+            "data",
+        ])?;
+    }
+    let mut next = from.max(1);
+    'pages: loop {
+        let page = rt.block_on(async {
+            match org {
+                Some(o) => store.read_org(o, next, EXPORT_PAGE_EVENTS).await,
+                None => store.read_all(next, EXPORT_PAGE_EVENTS).await,
+            }
+        })?;
+        let Some(last) = page.last().map(|e| e.position) else {
+            break;
+        };
+        for e in &page {
+            if to.is_some_and(|t| e.position > t) {
+                break 'pages;
+            }
+            if !types.is_empty() && !types.contains(&e.event_type) {
+                continue;
+            }
+            match &mut csv {
+                None => {
+                    serde_json::to_writer(&mut out, e)?;
+                    out.write_all(b"\n")?;
+                }
+                Some(w) => {
+                    let occurred = e
+                        .meta
+                        .occurred_at
+                        .format(&time::format_description::well_known::Rfc3339)?;
+                    let kind = serde_json::to_value(e.meta.actor.kind)?
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned();
+                    w.write_record([
+                        e.position.to_string(),
+                        e.stream.clone(),
+                        e.version.to_string(),
+                        e.id.to_string(),
+                        e.event_type.clone(),
+                        e.schema.to_string(),
+                        occurred,
+                        kind,
+                        e.meta.actor.id.clone(),
+                        e.meta.org.map(|o| o.to_string()).unwrap_or_default(),
+                        e.hash_hex(),
+                        e.data.get().to_owned(),
+                    ])?;
+                }
+            }
+        }
+        // CSV rows are handed on page by page, so memory stays bounded.
+        if let Some(w) = csv.take() {
+            out.write_all(&w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+            csv = Some(csv::Writer::from_writer(Vec::new()));
+        }
+        next = last + 1;
+    }
+    if let Some(w) = csv {
+        out.write_all(&w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn rebuild(data: &std::path::Path, only: Option<&str>) -> anyhow::Result<()> {
+    use projections::{
+        Projection, accounts::Accounts, audit::Audit, credits::CreditsProjection, runner,
+    };
+    use std::sync::Arc;
+    use store::EventStore;
+    anyhow::ensure!(
+        data.join("log").is_dir(),
+        "{} holds no Orgline store",
+        data.display()
+    );
+    let names = [Accounts::NAME, Audit::NAME, CreditsProjection::NAME];
+    if let Some(n) = only {
+        anyhow::ensure!(
+            names.contains(&n),
+            "unknown projection {n:?} (one of {})",
+            names.join(", ")
+        );
+    }
+    let store = Arc::new(store::EmbeddedStore::open(data)?);
+    let db = store.db().clone();
+    let rt = runtime()?;
+    rt.block_on(async {
+        let head = store.head().await?;
+        for name in names.into_iter().filter(|n| only.is_none_or(|o| o == *n)) {
+            let dyn_store: Arc<dyn EventStore> = store.clone();
+            let handle = match name {
+                "accounts" => runner::spawn(dyn_store, db.clone(), Accounts::default)?,
+                "audit" => runner::spawn(dyn_store, db.clone(), Audit::default)?,
+                _ => runner::spawn(dyn_store, db.clone(), CreditsProjection::default)?,
+            };
+            let old = handle.tree().name();
+            handle.rebuild().await?;
+            let bar = indicatif::ProgressBar::new(head);
+            bar.set_style(indicatif::ProgressStyle::with_template(
+                "{msg:>10} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
+            )?);
+            bar.set_message(name);
+            loop {
+                let s = handle.status();
+                if let projections::ProjectionState::Failed(e) = &s.state {
+                    anyhow::bail!("{name} failed: {e}");
+                }
+                bar.set_position(s.position.min(head));
+                if handle.tree().name() != old && handle.position() >= head {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            bar.finish();
+            handle.stop().await;
+        }
+        anyhow::Ok(())
+    })?;
+    drop(store);
+    Ok(())
 }
 
 fn verify(data: &std::path::Path) -> ExitCode {

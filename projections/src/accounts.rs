@@ -192,7 +192,7 @@ impl Projection for Accounts {
 
     fn apply(&mut self, e: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
         if e.stream.starts_with("user-") {
-            if let Event::UserRegistered(u) = decode(e)? {
+            if let Some(Event::UserRegistered(u)) = decode(e)? {
                 let view = UserView {
                     id: u.user_id,
                     email: u.email.clone(),
@@ -207,7 +207,9 @@ impl Projection for Accounts {
         let (Some(org), true) = (e.org(), e.stream.starts_with("organization-")) else {
             return Ok(());
         };
-        let event = decode(e)?;
+        let Some(event) = decode(e)? else {
+            return Ok(());
+        };
         let doc = match self.orgs.entry(org) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => v.insert(tx.get_json(&org_key(&org))?.unwrap_or_default()),

@@ -139,7 +139,9 @@ impl Projection for CreditsProjection {
         let (Some(org), true) = (e.org(), e.stream.starts_with("credits-")) else {
             return Ok(());
         };
-        let event = decode(e)?;
+        let Some(event) = decode(e)? else {
+            return Ok(());
+        };
         let doc = match self.docs.entry(org) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => v.insert(tx.get_json(&doc_key(&org))?.unwrap_or_default()),

@@ -44,12 +44,19 @@ pub struct OrgSnapshot {
     pub apps: BTreeMap<Uuid, App>,
 }
 
-/// Decodes a recorded event into the domain's catalog (upcasting old schemas).
-pub fn decode(e: &RecordedEvent) -> Result<Event, ProjectionError> {
-    Event::decode(&e.event_type, e.schema, e.data.get()).map_err(|err| ProjectionError::Decode {
-        position: e.position,
-        reason: err.to_string(),
-    })
+/// Decodes a recorded event into the domain's catalog (upcasting old schemas). A type
+/// this build does not know (written by a newer one, or by an analyst's tool) is
+/// `None`: read models skip it rather than stop; a known type that does not decode is
+/// an error.
+pub fn decode(e: &RecordedEvent) -> Result<Option<Event>, ProjectionError> {
+    match Event::decode(&e.event_type, e.schema, e.data.get()) {
+        Ok(event) => Ok(Some(event)),
+        Err(domain::events::DecodeError::UnknownType(_)) => Ok(None),
+        Err(err) => Err(ProjectionError::Decode {
+            position: e.position,
+            reason: err.to_string(),
+        }),
+    }
 }
 
 fn stream_id(stream: &str, position: u64) -> Result<Uuid, ProjectionError> {
@@ -63,7 +70,10 @@ fn stream_id(stream: &str, position: u64) -> Result<Uuid, ProjectionError> {
 impl OrgSnapshot {
     /// Folds one event of the organization into the right aggregate.
     pub fn apply(&mut self, e: &RecordedEvent) -> Result<(), ProjectionError> {
-        let event = decode(e)?;
+        let Some(event) = decode(e)? else {
+            self.position = e.position;
+            return Ok(());
+        };
         let category = e
             .stream
             .split_once('-')
