@@ -52,7 +52,7 @@ enum Command {
     Rebuild {
         #[arg(long)]
         data: PathBuf,
-        /// One projection (accounts, audit, credits); all when absent.
+        /// One projection (accounts, audit, console, credits); all when absent.
         #[arg(long)]
         projection: Option<String>,
     },
@@ -216,7 +216,12 @@ fn rebuild(data: &std::path::Path, only: Option<&str>) -> anyhow::Result<()> {
         "{} holds no Orgline store",
         data.display()
     );
-    let names = [Accounts::NAME, Audit::NAME, CreditsProjection::NAME];
+    let names = [
+        Accounts::NAME,
+        Audit::NAME,
+        Console::NAME,
+        CreditsProjection::NAME,
+    ];
     if let Some(n) = only {
         anyhow::ensure!(
             names.contains(&n),
@@ -234,6 +239,7 @@ fn rebuild(data: &std::path::Path, only: Option<&str>) -> anyhow::Result<()> {
             let handle = match name {
                 "accounts" => runner::spawn(dyn_store, db.clone(), Accounts::default)?,
                 "audit" => runner::spawn(dyn_store, db.clone(), Audit::default)?,
+                "console" => runner::spawn(dyn_store, db.clone(), Console::default)?,
                 _ => runner::spawn(dyn_store, db.clone(), CreditsProjection::default)?,
             };
             let old = handle.tree().name();

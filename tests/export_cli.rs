@@ -107,6 +107,10 @@ async fn rebuild_rebuilds_every_projection_and_refuses_unknown_names() {
     assert!(err.contains("unknown projection"), "{err}");
     let store = EmbeddedStore::open(dir.path()).expect("open");
     let meta = store.db().open_tree("projections").expect("meta");
-    assert_eq!(meta.len(), 3, "accounts, audit and credits are registered");
+    assert_eq!(
+        meta.len(),
+        4,
+        "accounts, audit, console and credits are registered"
+    );
     assert_eq!(store.head().await.expect("head"), 60);
 }

@@ -33,7 +33,7 @@ pub enum AppCommand {
     Unpublish,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct App {
     pub id: Option<Uuid>,
     pub name: String,

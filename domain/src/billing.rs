@@ -85,7 +85,7 @@ pub enum BillingCommand {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Subscription {
     pub plan: String,
     pub seats: u32,
@@ -94,7 +94,7 @@ pub struct Subscription {
     pub cancel_at_period_end: bool,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PaymentMethod {
     pub id: Uuid,
     pub brand: String,
@@ -103,14 +103,14 @@ pub struct PaymentMethod {
     pub exp_year: u16,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum InvoiceStatus {
     Open,
     Paid,
     Void,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Invoice {
     pub id: Uuid,
     pub order_id: Uuid,
@@ -121,7 +121,7 @@ pub struct Invoice {
     pub status: InvoiceStatus,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BillingInfo {
     pub company: Option<String>,
     pub tax_id: Option<String>,
@@ -129,7 +129,7 @@ pub struct BillingInfo {
     pub email: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Billing {
     pub subscription: Option<Subscription>,
     pub payment_methods: Vec<PaymentMethod>,

@@ -41,7 +41,7 @@ pub enum BotCommand {
     Delete,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Bot {
     pub id: Option<Uuid>,
     pub name: String,

@@ -36,7 +36,7 @@ pub const MIN_PASSWORD_LENGTH_RANGE: std::ops::RangeInclusive<u32> = 8..=128;
 /// Alias and email limits of the creating admin.
 const ALIAS_CHARS_MAX: usize = 64;
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     pub kind: MemberKind,
     pub roles: BTreeSet<String>,
@@ -44,14 +44,14 @@ pub struct Member {
     pub developer: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum InvitationState {
     Pending,
     Accepted,
     Revoked,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Invitation {
     pub email: String,
     pub kind: MemberKind,
@@ -66,14 +66,14 @@ impl Invitation {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Role {
     pub name: String,
     pub permissions: PermissionSet,
     pub built_in: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SecurityPolicy {
     pub require_mfa: bool,
     pub session_ttl_minutes: u32,
@@ -90,7 +90,7 @@ impl Default for SecurityPolicy {
     }
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Profile {
     pub display_name: String,
     pub tagline: Option<String>,
@@ -180,7 +180,7 @@ pub struct ProfileChanges {
     pub industry: Option<String>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Organization {
     pub id: Option<Uuid>,
     pub name: String,

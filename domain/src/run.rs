@@ -19,7 +19,7 @@ pub const TASK_CHARS_MAX: usize = 200;
 /// Longest duration a run may report: 30 days.
 pub const DURATION_MS_MAX: u64 = 30 * 24 * 3_600_000;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RunStatus {
     #[default]
     Running,
@@ -64,7 +64,7 @@ pub enum RunCommand {
     },
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Run {
     pub id: Option<Uuid>,
     pub bot_id: Option<Uuid>,

@@ -59,7 +59,7 @@ pub enum TriggerCommand {
     },
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Trigger {
     pub id: Option<Uuid>,
     pub name: String,

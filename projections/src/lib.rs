@@ -14,11 +14,13 @@
 //! - [`postings`]: posting lists of positions, stored a block at a time.
 //! - [`accounts`]: users by id and email, memberships and roles per organization.
 //! - [`audit`]: the audit log projection, its query strings and its pages.
+//! - [`console`]: each organization's aggregates as the domain folds them.
 //! - [`credits`]: balances, grants, usage per day and bot, alerts, limits.
 //! - [`time_travel`]: an organization as it was at a position or a time.
 
 pub mod accounts;
 pub mod audit;
+pub mod console;
 pub mod credits;
 pub mod postings;
 pub mod runner;

@@ -562,3 +562,182 @@ async fn accounts_hold_the_permissions_the_organization_aggregate_grants() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_holds_each_aggregate_exactly_as_the_domain_folds_it() {
+    use domain::billing::{Billing, BillingCommand};
+    use domain::events::{BotStatus, TriggerKind};
+    use domain::trigger::{Trigger, TriggerCommand};
+    use projections::console::{Console, query};
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
+    let org_id = Uuid::from_u128(31);
+    let owner = Uuid::from_u128(1);
+    let mut w = Writer {
+        store: store.clone(),
+        org_id,
+        now: time::macros::datetime!(2026-05-01 9:00 UTC),
+        n: 0,
+        log: Vec::new(),
+    };
+    let mut org = Organization::default();
+    let mut billing = Billing::default();
+    let org_stream = format!("organization-{org_id}");
+    let billing_stream = format!("billing-{org_id}");
+    w.decide(
+        &mut org,
+        &org_stream,
+        OrganizationCommand::Create {
+            org_id,
+            name: "Acme".into(),
+            admin_alias: "O".into(),
+            admin_email: "o@acme.test".into(),
+        },
+        Actor::User(owner),
+    )
+    .await;
+    w.decide(
+        &mut billing,
+        &billing_stream,
+        BillingCommand::StartSubscription {
+            plan: "free".into(),
+            seats: 5,
+        },
+        Actor::System,
+    )
+    .await;
+    w.decide(
+        &mut billing,
+        &billing_stream,
+        BillingCommand::AddPaymentMethod {
+            payment_method_id: Uuid::from_u128(80),
+            brand: "visa".into(),
+            last4: "4242".into(),
+            exp_month: 12,
+            exp_year: 2031,
+            make_default: true,
+        },
+        Actor::User(owner),
+    )
+    .await;
+    w.decide(
+        &mut billing,
+        &billing_stream,
+        BillingCommand::ChangePlan {
+            plan: "team".into(),
+            seats: 12,
+            seats_used: 1,
+        },
+        Actor::User(owner),
+    )
+    .await;
+    let mut bots = std::collections::BTreeMap::new();
+    for i in 0..6u128 {
+        let bot_id = Uuid::from_u128(400 + i);
+        let mut bot = Bot::default();
+        w.decide(
+            &mut bot,
+            &format!("bot-{bot_id}"),
+            BotCommand::Register {
+                bot_id,
+                name: format!("bot-{i}"),
+                machine: None,
+            },
+            Actor::User(owner),
+        )
+        .await;
+        if i % 2 == 0 {
+            w.decide(
+                &mut bot,
+                &format!("bot-{bot_id}"),
+                BotCommand::ReportStatus {
+                    status: BotStatus::Online,
+                },
+                Actor::Bot(bot_id),
+            )
+            .await;
+        }
+        if i == 3 {
+            w.decide(
+                &mut bot,
+                &format!("bot-{bot_id}"),
+                BotCommand::Disable {
+                    reason: Some("maintenance".into()),
+                },
+                Actor::User(owner),
+            )
+            .await;
+        }
+        if i == 5 {
+            w.decide(
+                &mut bot,
+                &format!("bot-{bot_id}"),
+                BotCommand::Delete,
+                Actor::User(owner),
+            )
+            .await;
+        }
+        bots.insert(bot_id, bot);
+    }
+    let trigger_id = Uuid::from_u128(600);
+    let mut trigger = Trigger::default();
+    w.decide(
+        &mut trigger,
+        &format!("trigger-{trigger_id}"),
+        TriggerCommand::Create {
+            trigger_id,
+            name: "nightly".into(),
+            kind: TriggerKind::Schedule,
+            schedule: Some("0 2 * * *".into()),
+            bot_id: Uuid::from_u128(400),
+            task: "sync".into(),
+            bot_exists: true,
+        },
+        Actor::User(owner),
+    )
+    .await;
+    w.decide(
+        &mut trigger,
+        &format!("trigger-{trigger_id}"),
+        TriggerCommand::Fire {
+            run_id: Uuid::from_u128(9),
+        },
+        Actor::System,
+    )
+    .await;
+
+    let h = projections::runner::spawn(store.clone(), store.db().clone(), Console::default)
+        .expect("spawn");
+    h.wait_for(
+        store.head().await.expect("head"),
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .expect("caught up");
+    let tree = h.tree();
+    assert_eq!(query::organization(&tree, org_id).expect("org"), Some(org));
+    assert_eq!(query::billing(&tree, org_id).expect("billing"), billing);
+    let live: Vec<(Uuid, Bot)> = bots.into_iter().filter(|(_, b)| !b.deleted).collect();
+    assert_eq!(query::bots(&tree, org_id).expect("bots"), live);
+    assert_eq!(
+        query::triggers(&tree, org_id).expect("triggers"),
+        vec![(trigger_id, trigger)]
+    );
+    let o = query::overview(&tree, org_id).expect("overview");
+    assert_eq!(
+        (
+            o.seats_used,
+            o.seats_total,
+            o.bots_total,
+            o.bots_enabled,
+            o.bots_online
+        ),
+        (1, 12, 5, 4, 3)
+    );
+    assert_eq!(
+        query::organization(&tree, Uuid::from_u128(32)).expect("none"),
+        None,
+        "nothing of another org"
+    );
+    h.stop().await;
+}

@@ -1,0 +1,198 @@
+//! The console read model: each organization's aggregates — the organization itself
+//! (profile, policy, members, invitations, roles), billing, and every bot, trigger and
+//! app — stored as the domain folds them, so the console shows exactly what the rules
+//! decided.
+//!
+//! # Layout (tree `console`)
+//! - `o/{org}` → `Organization` · `g/{org}` → `Billing`
+//! - `b/{org}/{bot}` → `Bot` · `t/{org}/{trigger}` → `Trigger` · `a/{org}/{app}` → `App`
+//!
+//! Runs are not here: they are high volume and belong to the run history.
+//! Documents touched by a batch are kept in memory and written once, at commit.
+
+use crate::time_travel::decode;
+use crate::{Projection, ProjectionError, Tx};
+use domain::aggregate::Aggregate;
+use domain::app::App;
+use domain::billing::Billing;
+use domain::bot::Bot;
+use domain::events::BotStatus;
+use domain::organization::Organization;
+use domain::trigger::Trigger;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use store::RecordedEvent;
+use uuid::Uuid;
+
+/// The documents of one batch, by key, with the aggregate they hold.
+#[derive(Default)]
+pub struct Console {
+    orgs: HashMap<Vec<u8>, Organization>,
+    billing: HashMap<Vec<u8>, Billing>,
+    bots: HashMap<Vec<u8>, Bot>,
+    triggers: HashMap<Vec<u8>, Trigger>,
+    apps: HashMap<Vec<u8>, App>,
+}
+
+fn key(prefix: char, org: &Uuid, id: Option<&str>) -> Vec<u8> {
+    match id {
+        Some(id) => format!("{prefix}/{org}/{id}").into_bytes(),
+        None => format!("{prefix}/{org}").into_bytes(),
+    }
+}
+
+/// Folds `event` into the cached document under `key`, loading it first if needed.
+fn fold<A: Aggregate + DeserializeOwned>(
+    cache: &mut HashMap<Vec<u8>, A>,
+    key: Vec<u8>,
+    tx: &Tx<'_>,
+    event: &domain::Event,
+) -> Result<(), ProjectionError> {
+    let doc = match cache.entry(key) {
+        Entry::Occupied(o) => o.into_mut(),
+        Entry::Vacant(v) => {
+            let loaded = tx.get_json(v.key())?.unwrap_or_default();
+            v.insert(loaded)
+        }
+    };
+    doc.apply(event);
+    Ok(())
+}
+
+fn write<A: Serialize>(
+    cache: &mut HashMap<Vec<u8>, A>,
+    tx: &mut Tx<'_>,
+) -> Result<(), ProjectionError> {
+    for (k, doc) in cache.drain() {
+        tx.put_json(k, &doc)?;
+    }
+    Ok(())
+}
+
+impl Projection for Console {
+    const NAME: &'static str = "console";
+    const VERSION: u32 = 1;
+
+    fn apply(&mut self, e: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
+        let Some(org) = e.org() else { return Ok(()) };
+        let Some((category, id)) = e.stream.split_once('-') else {
+            return Ok(());
+        };
+        if !matches!(
+            category,
+            "organization" | "billing" | "bot" | "trigger" | "app"
+        ) {
+            return Ok(());
+        }
+        let Some(event) = decode(e)? else {
+            return Ok(());
+        };
+        match category {
+            "organization" => fold(&mut self.orgs, key('o', &org, None), tx, &event),
+            "billing" => fold(&mut self.billing, key('g', &org, None), tx, &event),
+            "bot" => fold(&mut self.bots, key('b', &org, Some(id)), tx, &event),
+            "trigger" => fold(&mut self.triggers, key('t', &org, Some(id)), tx, &event),
+            _ => fold(&mut self.apps, key('a', &org, Some(id)), tx, &event),
+        }
+    }
+
+    fn before_commit(&mut self, tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
+        write(&mut self.orgs, tx)?;
+        write(&mut self.billing, tx)?;
+        write(&mut self.bots, tx)?;
+        write(&mut self.triggers, tx)?;
+        write(&mut self.apps, tx)
+    }
+}
+
+/// The read side.
+pub mod query {
+    use super::*;
+
+    fn get<T: DeserializeOwned>(tree: &sled::Tree, k: &[u8]) -> Result<Option<T>, ProjectionError> {
+        tree.get(k)?
+            .map(|v| {
+                serde_json::from_slice(&v).map_err(|e| ProjectionError::Storage(e.to_string()))
+            })
+            .transpose()
+    }
+
+    fn list<T: DeserializeOwned>(
+        tree: &sled::Tree,
+        prefix: char,
+        org: Uuid,
+    ) -> Result<Vec<(Uuid, T)>, ProjectionError> {
+        let p = format!("{prefix}/{org}/");
+        let mut out = Vec::new();
+        for kv in tree.scan_prefix(p.as_bytes()) {
+            let (k, v) = kv?;
+            let Ok(id) = String::from_utf8_lossy(&k[p.len()..]).parse::<Uuid>() else {
+                continue;
+            };
+            out.push((
+                id,
+                serde_json::from_slice(&v).map_err(|e| ProjectionError::Storage(e.to_string()))?,
+            ));
+        }
+        Ok(out)
+    }
+
+    pub fn organization(
+        tree: &sled::Tree,
+        org: Uuid,
+    ) -> Result<Option<Organization>, ProjectionError> {
+        get(tree, &key('o', &org, None))
+    }
+
+    pub fn billing(tree: &sled::Tree, org: Uuid) -> Result<Billing, ProjectionError> {
+        Ok(get(tree, &key('g', &org, None))?.unwrap_or_default())
+    }
+
+    /// The organization's bots (deleted ones left out), in id order.
+    pub fn bots(tree: &sled::Tree, org: Uuid) -> Result<Vec<(Uuid, Bot)>, ProjectionError> {
+        Ok(list::<Bot>(tree, 'b', org)?
+            .into_iter()
+            .filter(|(_, b)| !b.deleted)
+            .collect())
+    }
+
+    pub fn bot(tree: &sled::Tree, org: Uuid, id: Uuid) -> Result<Option<Bot>, ProjectionError> {
+        Ok(get::<Bot>(tree, &key('b', &org, Some(&id.to_string())))?.filter(|b| !b.deleted))
+    }
+
+    pub fn triggers(tree: &sled::Tree, org: Uuid) -> Result<Vec<(Uuid, Trigger)>, ProjectionError> {
+        Ok(list::<Trigger>(tree, 't', org)?
+            .into_iter()
+            .filter(|(_, t)| !t.deleted)
+            .collect())
+    }
+
+    pub fn apps(tree: &sled::Tree, org: Uuid) -> Result<Vec<(Uuid, App)>, ProjectionError> {
+        list(tree, 'a', org)
+    }
+
+    /// Overview counts: seats used and total, bots total, enabled and online.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct Overview {
+        pub seats_used: u32,
+        pub seats_total: u32,
+        pub bots_total: u32,
+        pub bots_enabled: u32,
+        pub bots_online: u32,
+    }
+
+    pub fn overview(tree: &sled::Tree, org: Uuid) -> Result<Overview, ProjectionError> {
+        let seats_used = organization(tree, org)?.map_or(0, |o| o.seats_used());
+        let bots = bots(tree, org)?;
+        let count = |f: &dyn Fn(&Bot) -> bool| bots.iter().filter(|(_, b)| f(b)).count() as u32;
+        Ok(Overview {
+            seats_used,
+            seats_total: billing(tree, org)?.seats(),
+            bots_total: bots.len() as u32,
+            bots_enabled: count(&|b| b.enabled),
+            bots_online: count(&|b| b.status == BotStatus::Online),
+        })
+    }
+}
