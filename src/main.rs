@@ -207,7 +207,8 @@ fn export(
 
 fn rebuild(data: &std::path::Path, only: Option<&str>) -> anyhow::Result<()> {
     use projections::{
-        Projection, accounts::Accounts, audit::Audit, credits::CreditsProjection, runner,
+        Projection, accounts::Accounts, audit::Audit, console::Console, credits::CreditsProjection,
+        runner,
     };
     use std::sync::Arc;
     use store::EventStore;
