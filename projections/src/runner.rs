@@ -169,6 +169,13 @@ where
             (name, false)
         }
     };
+    // A rebuild cut short by a crash leaves its half-built tree behind: drop it.
+    let own = format!("projection/{}/", P::NAME);
+    for name in db.tree_names() {
+        if name.starts_with(own.as_bytes()) && name != tree_name.as_bytes() {
+            db.drop_tree(&name)?;
+        }
+    }
     let tree = db.open_tree(&tree_name)?;
     let position = checkpoint_of(&tree)?;
     let (position_tx, position_rx) = watch::channel(if rebuild { 0 } else { position });
