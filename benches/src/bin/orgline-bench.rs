@@ -43,6 +43,12 @@ enum Workload {
     P1,
     /// Bulk import: 1M events in appends of 1,000.
     P2,
+    /// Rebuild all built-in projections from a log of `--events` events.
+    P3,
+    /// Audit page of 50 entries filtered by action and actor, p99 over 1,000 pages.
+    P6,
+    /// Time travel: `organization(asOf:)` for an organization with 100k events.
+    P7,
     /// Every workload above, in order.
     All,
 }
@@ -61,6 +67,9 @@ struct Cli {
     /// Measured seconds of the timed workloads (P1, disk, sled).
     #[arg(long, default_value_t = 10)]
     seconds: u64,
+    /// Size of the log P3 and P6 build (P6's target is stated for 10M).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
 }
 
 fn main() -> Result<()> {
@@ -125,6 +134,41 @@ fn main() -> Result<()> {
                     &format!("target=300000 met={}", rate >= 300_000.0),
                 );
             }
+            Workload::P3 => {
+                let rate = rt.block_on(p3(&dir, cli.events))?;
+                result(
+                    "P3",
+                    rate,
+                    "events/s",
+                    &format!(
+                        "events={} target=250000 met={}",
+                        cli.events,
+                        rate >= 250_000.0
+                    ),
+                );
+            }
+            Workload::P6 => {
+                let p99 = rt.block_on(p6(&dir, cli.events))?;
+                result(
+                    "P6",
+                    p99,
+                    "ms",
+                    &format!(
+                        "p99_ms={p99:.2} events={} target_p99_ms=10 met={}",
+                        cli.events,
+                        p99 < 10.0
+                    ),
+                );
+            }
+            Workload::P7 => {
+                let ms = rt.block_on(p7(&dir))?;
+                result(
+                    "P7",
+                    ms,
+                    "ms",
+                    &format!("org_events=100000 target_ms=200 met={}", ms < 200.0),
+                );
+            }
             Workload::All => {}
         }
         std::fs::remove_dir_all(&dir)?;
@@ -133,7 +177,12 @@ fn main() -> Result<()> {
 }
 
 fn result(workload: &str, value: f64, unit: &str, extra: &str) {
-    println!("RESULT workload={workload} value={value:.0} unit={unit} {extra}");
+    let v = if value < 100.0 {
+        format!("{value:.2}")
+    } else {
+        format!("{value:.0}")
+    };
+    println!("RESULT workload={workload} value={v} unit={unit} {extra}");
 }
 
 /// Durable 4 KiB writes per second (`dd bs=4k oflag=dsync`).
@@ -291,4 +340,88 @@ async fn p2(dir: &Path) -> Result<f64> {
     let rate = P2_EVENTS as f64 / start.elapsed().as_secs_f64();
     anyhow::ensure!(store.head().await? == P2_EVENTS, "every event landed");
     Ok(rate)
+}
+
+fn percentile(mut v: Vec<Duration>, p: usize) -> f64 {
+    v.sort_unstable();
+    v.get((v.len() * p / 100).min(v.len().saturating_sub(1)))
+        .copied()
+        .unwrap_or_default()
+        .as_secs_f64()
+        * 1000.0
+}
+
+/// P3: all built-in projections rebuilt from a fresh database over the same log.
+async fn p3(dir: &Path, events: u64) -> Result<f64> {
+    use projections::{
+        accounts::Accounts, audit::Audit, console::Console, credits::CreditsProjection, runner,
+    };
+    let store = Arc::new(EmbeddedStore::open(dir.join("store"))?);
+    let written = benches::history::write(&store, 50, events, 0.1).await?;
+    let fresh = sled::Config::new().path(dir.join("fresh")).open()?;
+    let start = Instant::now();
+    let es: Arc<dyn EventStore> = store.clone();
+    let handles = vec![
+        runner::spawn(es.clone(), fresh.clone(), Accounts::default)?,
+        runner::spawn(es.clone(), fresh.clone(), Audit::default)?,
+        runner::spawn(es.clone(), fresh.clone(), Console::default)?,
+        runner::spawn(es.clone(), fresh.clone(), CreditsProjection::default)?,
+    ];
+    for h in &handles {
+        h.wait_for(written.events, Duration::from_secs(3_600))
+            .await?;
+    }
+    let rate = written.events as f64 / start.elapsed().as_secs_f64();
+    for h in handles {
+        h.stop().await;
+    }
+    Ok(rate)
+}
+
+/// P6: pages of 50 audit entries filtered by action and actor, newest first and at
+/// random cursors.
+async fn p6(dir: &Path, events: u64) -> Result<f64> {
+    use projections::audit::{self, Audit, AuditQuery};
+    let store = Arc::new(EmbeddedStore::open(dir.join("store"))?);
+    let written = benches::history::write(&store, 20, events, 0.3).await?;
+    let h = projections::runner::spawn(store.clone(), store.db().clone(), Audit::default)?;
+    h.wait_for(written.events, Duration::from_secs(3_600))
+        .await?;
+    let org = written.orgs[0];
+    let bot = Uuid::from_u128(org.as_u128() ^ 0x1003).to_string();
+    let q = AuditQuery::parse(&format!("action:run.completed actor:{bot}"))?;
+    let tree = h.tree();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(6);
+    let mut latencies = Vec::with_capacity(1_000);
+    for i in 0..1_000 {
+        let before = (i % 2 == 1).then(|| rng.random_range(1..=written.events));
+        let t = Instant::now();
+        let page = audit::page(&tree, store.as_ref(), org, &q, 50, before).await?;
+        latencies.push(t.elapsed());
+        anyhow::ensure!(
+            before.is_some() || page.entries.len() == 50,
+            "a full first page"
+        );
+    }
+    h.stop().await;
+    Ok(percentile(latencies, 99))
+}
+
+/// P7: one organization with 100k events folded as it was at the head.
+async fn p7(dir: &Path) -> Result<f64> {
+    use projections::time_travel::{TimePoint, org_at};
+    let store = Arc::new(EmbeddedStore::open(dir.join("store"))?);
+    // One org holds the runs: 3 events per run → ~100k events for that org.
+    let written = benches::history::write(&store, 2, 100_000, 1.0).await?;
+    let org = written.orgs[0];
+    let mut times = Vec::new();
+    let mut folded = 0;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let snap = org_at(store.as_ref(), org, TimePoint::Position(written.events)).await?;
+        times.push(t.elapsed());
+        folded = snap.runs.len();
+    }
+    anyhow::ensure!(folded > 30_000, "the org's runs were folded ({folded})");
+    Ok(percentile(times, 50))
 }
