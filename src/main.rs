@@ -52,7 +52,7 @@ enum Command {
     Rebuild {
         #[arg(long)]
         data: PathBuf,
-        /// One projection (accounts, audit, console, credits); all when absent.
+        /// One projection (accounts, audit, console, credits, runs); all when absent.
         #[arg(long)]
         projection: Option<String>,
     },
@@ -208,7 +208,7 @@ fn export(
 fn rebuild(data: &std::path::Path, only: Option<&str>) -> anyhow::Result<()> {
     use projections::{
         Projection, accounts::Accounts, audit::Audit, console::Console, credits::CreditsProjection,
-        runner,
+        runner, runs::Runs,
     };
     use std::sync::Arc;
     use store::EventStore;
@@ -222,6 +222,7 @@ fn rebuild(data: &std::path::Path, only: Option<&str>) -> anyhow::Result<()> {
         Audit::NAME,
         Console::NAME,
         CreditsProjection::NAME,
+        Runs::NAME,
     ];
     if let Some(n) = only {
         anyhow::ensure!(
@@ -241,6 +242,7 @@ fn rebuild(data: &std::path::Path, only: Option<&str>) -> anyhow::Result<()> {
                 "accounts" => runner::spawn(dyn_store, db.clone(), Accounts::default)?,
                 "audit" => runner::spawn(dyn_store, db.clone(), Audit::default)?,
                 "console" => runner::spawn(dyn_store, db.clone(), Console::default)?,
+                "runs" => runner::spawn(dyn_store, db.clone(), Runs::default)?,
                 _ => runner::spawn(dyn_store, db.clone(), CreditsProjection::default)?,
             };
             let old = handle.tree().name();

@@ -16,6 +16,7 @@
 //! - [`audit`]: the audit log projection, its query strings and its pages.
 //! - [`console`]: each organization's aggregates as the domain folds them.
 //! - [`credits`]: balances, grants, usage per day and bot, alerts, limits.
+//! - [`runs`]: run history by bot, status, trigger and time.
 //! - [`time_travel`]: an organization as it was at a position or a time.
 
 pub mod accounts;
@@ -24,6 +25,7 @@ pub mod console;
 pub mod credits;
 pub mod postings;
 pub mod runner;
+pub mod runs;
 pub mod time_travel;
 mod tx;
 

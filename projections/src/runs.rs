@@ -1,0 +1,237 @@
+//! Run history: every run of an organization, newest first, filtered by bot, status,
+//! trigger and time.
+//!
+//! # Layout (tree `runs`)
+//! - `r/{run}` → [`RunView`] (JSON)
+//! - `s/{position}` → run id: the run that `run.started` at that position began
+//! - posting lists (see [`crate::postings`]) of start positions: `o/{org}`,
+//!   `b/{org}/{bot}`, `t/{org}/{trigger}`
+//!
+//! A page walks the most selective list newest first, so it costs O(page) for a bot or
+//! trigger filter; status and time are checked on the runs it reads.
+
+use crate::postings::{self, Descending, Postings};
+use crate::time_travel::decode;
+use crate::{Projection, ProjectionError, Tx};
+use domain::Credits;
+use domain::events::Event;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use store::RecordedEvent;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// Largest page.
+pub const PAGE_MAX: usize = 100;
+/// Most runs a page reads to satisfy filters its list cannot answer.
+pub const SCAN_MAX: usize = 20_000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Running,
+    Completed,
+    Failed,
+    Cancelled,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunView {
+    pub id: Uuid,
+    pub org: Uuid,
+    pub bot_id: Uuid,
+    pub task: String,
+    pub trigger_id: Option<Uuid>,
+    pub status: Status,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub ended_at: Option<OffsetDateTime>,
+    pub duration_ms: Option<u64>,
+    pub credits: Option<Credits>,
+    pub error: Option<String>,
+}
+
+fn run_key(id: &Uuid) -> Vec<u8> {
+    format!("r/{id}").into_bytes()
+}
+fn start_key(position: u64) -> Vec<u8> {
+    format!("s/{position:020}").into_bytes()
+}
+fn org_list(org: &Uuid) -> Vec<u8> {
+    format!("o/{org}").into_bytes()
+}
+fn bot_list(org: &Uuid, bot: &Uuid) -> Vec<u8> {
+    format!("b/{org}/{bot}").into_bytes()
+}
+fn trigger_list(org: &Uuid, trigger: &Uuid) -> Vec<u8> {
+    format!("t/{org}/{trigger}").into_bytes()
+}
+
+#[derive(Default)]
+pub struct Runs {
+    views: HashMap<Uuid, RunView>,
+    postings: Postings,
+}
+
+impl Projection for Runs {
+    const NAME: &'static str = "runs";
+    const VERSION: u32 = 1;
+
+    fn apply(&mut self, e: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
+        let (Some(org), Some(id)) = (e.org(), e.stream.strip_prefix("run-")) else {
+            return Ok(());
+        };
+        let Ok(run) = id.parse::<Uuid>() else {
+            return Ok(());
+        };
+        let Some(event) = decode(e)? else {
+            return Ok(());
+        };
+        if let Event::RunStarted(s) = &event {
+            self.postings.push(org_list(&org), e.position);
+            self.postings.push(bot_list(&org, &s.bot_id), e.position);
+            if let Some(t) = s.trigger_id {
+                self.postings.push(trigger_list(&org, &t), e.position);
+            }
+            tx.insert(start_key(e.position), run.to_string());
+            let view = RunView {
+                id: run,
+                org,
+                bot_id: s.bot_id,
+                task: s.task.clone(),
+                trigger_id: s.trigger_id,
+                status: Status::Running,
+                started_at: e.meta.occurred_at,
+                ended_at: None,
+                duration_ms: None,
+                credits: None,
+                error: None,
+            };
+            self.views.insert(run, view);
+            return Ok(());
+        }
+        let view = match self.views.entry(run) {
+            Entry::Occupied(o) => o.into_mut(),
+            Entry::Vacant(v) => match tx.get_json(&run_key(&run))? {
+                Some(view) => v.insert(view),
+                None => return Ok(()),
+            },
+        };
+        let (status, duration, credits, error) = match event {
+            Event::RunCompleted(c) => (
+                Status::Completed,
+                Some(c.duration_ms),
+                Some(c.credits),
+                None,
+            ),
+            Event::RunFailed(f) => (
+                Status::Failed,
+                Some(f.duration_ms),
+                f.credits,
+                Some(f.error),
+            ),
+            Event::RunCancelled(_) => (Status::Cancelled, None, None, None),
+            _ => return Ok(()),
+        };
+        view.status = status;
+        view.ended_at = Some(e.meta.occurred_at);
+        view.duration_ms = duration;
+        view.credits = credits;
+        view.error = error;
+        Ok(())
+    }
+
+    fn before_commit(&mut self, tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
+        for (id, view) in self.views.drain() {
+            tx.put_json(run_key(&id), &view)?;
+        }
+        self.postings.write(tx)
+    }
+}
+
+/// Which runs a page shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunFilter {
+    pub bot: Option<Uuid>,
+    pub status: Option<Status>,
+    pub trigger: Option<Uuid>,
+    pub from: Option<OffsetDateTime>,
+    pub to: Option<OffsetDateTime>,
+}
+
+#[derive(Debug)]
+pub struct RunsPage {
+    pub runs: Vec<(u64, RunView)>,
+    pub has_next: bool,
+    /// Exact when only bot or trigger filter; otherwise the matches among the runs read.
+    pub total_count: u64,
+}
+
+pub fn run(tree: &sled::Tree, id: Uuid) -> Result<Option<RunView>, ProjectionError> {
+    tree.get(run_key(&id))?
+        .map(|v| serde_json::from_slice(&v).map_err(|e| ProjectionError::Storage(e.to_string())))
+        .transpose()
+}
+
+/// A page of `org`'s runs, newest first, started before position `before` (the cursor).
+pub fn page(
+    tree: &sled::Tree,
+    org: Uuid,
+    f: &RunFilter,
+    first: usize,
+    before: Option<u64>,
+) -> Result<RunsPage, ProjectionError> {
+    let first = first.min(PAGE_MAX);
+    let list = match (f.bot, f.trigger) {
+        (Some(b), _) => bot_list(&org, &b),
+        (None, Some(t)) => trigger_list(&org, &t),
+        _ => org_list(&org),
+    };
+    let exact = f.status.is_none()
+        && f.from.is_none()
+        && f.to.is_none()
+        && !(f.bot.is_some() && f.trigger.is_some());
+    let (mut runs, mut has_next) = (Vec::with_capacity(first), false);
+    for (n, position) in Descending::new(tree, &list, before.unwrap_or(u64::MAX)).enumerate() {
+        let position = position?;
+        if n >= SCAN_MAX {
+            break;
+        }
+        let Some(id) = tree.get(start_key(position))? else {
+            continue;
+        };
+        let Ok(id) = String::from_utf8_lossy(&id).parse::<Uuid>() else {
+            continue;
+        };
+        let Some(view) = run(tree, id)? else { continue };
+        if f.from
+            .is_some_and(|t| view.started_at < t - crate::audit::CLOCK_SKEW_MAX)
+        {
+            break;
+        }
+        let admitted = f.status.is_none_or(|s| s == view.status)
+            && f.trigger.is_none_or(|t| Some(t) == view.trigger_id)
+            && f.from.is_none_or(|t| view.started_at >= t)
+            && f.to.is_none_or(|t| view.started_at <= t);
+        if !admitted {
+            continue;
+        }
+        if runs.len() == first {
+            has_next = true;
+            break;
+        }
+        runs.push((position, view));
+    }
+    let total_count = if exact {
+        postings::count(tree, &list)?
+    } else {
+        runs.len() as u64
+    };
+    Ok(RunsPage {
+        runs,
+        has_next,
+        total_count,
+    })
+}
