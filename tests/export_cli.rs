@@ -109,8 +109,8 @@ async fn rebuild_rebuilds_every_projection_and_refuses_unknown_names() {
     let meta = store.db().open_tree("projections").expect("meta");
     assert_eq!(
         meta.len(),
-        4,
-        "accounts, audit, console and credits are registered"
+        5,
+        "accounts, audit, console, credits and runs are registered"
     );
     assert_eq!(store.head().await.expect("head"), 60);
 }
