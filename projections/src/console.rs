@@ -26,6 +26,14 @@ use std::collections::hash_map::Entry;
 use store::RecordedEvent;
 use uuid::Uuid;
 
+/// Who sent an invitation and when (from its event's envelope).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct InvitationMeta {
+    pub invited_by: String,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: time::OffsetDateTime,
+}
+
 /// The documents of one batch, by key, with the aggregate they hold.
 #[derive(Default)]
 pub struct Console {
@@ -89,6 +97,14 @@ impl Projection for Console {
         let Some(event) = decode(e)? else {
             return Ok(());
         };
+        if let domain::Event::MemberInvited(i) = &event {
+            // Who invited and when live in the envelope, not in the aggregate.
+            let meta = InvitationMeta {
+                invited_by: e.meta.actor.id.clone(),
+                created_at: e.meta.occurred_at,
+            };
+            tx.put_json(key('i', &org, Some(&i.invitation_id.to_string())), &meta)?;
+        }
         match category {
             "organization" => fold(&mut self.orgs, key('o', &org, None), tx, &event),
             "billing" => fold(&mut self.billing, key('g', &org, None), tx, &event),
@@ -194,5 +210,129 @@ pub mod query {
             bots_enabled: count(&|b| b.enabled),
             bots_online: count(&|b| b.status == BotStatus::Online),
         })
+    }
+
+    /// An invitation's status as the console shows it: EXPIRED is derived from time.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum InvitationStatus {
+        Pending,
+        Accepted,
+        Revoked,
+        Expired,
+    }
+
+    pub fn invitation_status(
+        i: &domain::organization::Invitation,
+        now: time::OffsetDateTime,
+    ) -> InvitationStatus {
+        use domain::organization::InvitationState as S;
+        match i.state {
+            S::Accepted => InvitationStatus::Accepted,
+            S::Revoked => InvitationStatus::Revoked,
+            S::Pending if now >= i.expires_at => InvitationStatus::Expired,
+            S::Pending => InvitationStatus::Pending,
+        }
+    }
+
+    /// The organization's invitations with their status and metadata, optionally of
+    /// one status, in id order.
+    pub fn invitations(
+        tree: &sled::Tree,
+        org: Uuid,
+        status: Option<InvitationStatus>,
+        now: time::OffsetDateTime,
+    ) -> Result<
+        Vec<(
+            Uuid,
+            domain::organization::Invitation,
+            InvitationStatus,
+            Option<InvitationMeta>,
+        )>,
+        ProjectionError,
+    > {
+        let Some(o) = organization(tree, org)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (id, inv) in o.invitations {
+            let st = invitation_status(&inv, now);
+            if status.is_none_or(|s| s == st) {
+                let meta = get(tree, &key('i', &org, Some(&id.to_string())))?;
+                out.push((id, inv, st, meta));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A member as the console lists it.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct MemberRow {
+        pub user_id: Uuid,
+        pub alias: String,
+        pub email: String,
+        pub member: domain::organization::Member,
+    }
+
+    /// A page of members in user-id order after the cursor `after`, of one kind, whose
+    /// alias or email starts with `search` (case-insensitive); also the total that
+    /// matches. Aliases and emails come from the accounts read model.
+    pub fn members(
+        console: &sled::Tree,
+        accounts: &sled::Tree,
+        org: Uuid,
+        kind: Option<domain::events::MemberKind>,
+        search: Option<&str>,
+        first: usize,
+        after: Option<Uuid>,
+    ) -> Result<(Vec<MemberRow>, bool, usize), ProjectionError> {
+        let Some(o) = organization(console, org)? else {
+            return Ok((Vec::new(), false, 0));
+        };
+        let needle = search
+            .map(|s| s.trim().to_lowercase())
+            .filter(|s| !s.is_empty());
+        let mut matching = Vec::new();
+        for (id, m) in o.members {
+            if kind.is_some_and(|k| k != m.kind) {
+                continue;
+            }
+            let user = crate::accounts::query::user(accounts, id)?;
+            let alias = user.as_ref().map(|u| u.alias.clone()).unwrap_or_default();
+            let email = user
+                .map(|u| u.email)
+                .or_else(|| m.email.clone())
+                .unwrap_or_default();
+            if let Some(n) = &needle
+                && !alias.to_lowercase().starts_with(n.as_str())
+                && !email.starts_with(n.as_str())
+            {
+                continue;
+            }
+            matching.push(MemberRow {
+                user_id: id,
+                alias,
+                email,
+                member: m,
+            });
+        }
+        let total = matching.len();
+        let start = after.map_or(0, |a| matching.partition_point(|r| r.user_id <= a));
+        let page: Vec<MemberRow> = matching.into_iter().skip(start).take(first + 1).collect();
+        let has_next = page.len() > first;
+        Ok((page.into_iter().take(first).collect(), has_next, total))
+    }
+
+    /// Roles with how many members hold each.
+    pub fn roles(
+        tree: &sled::Tree,
+        org: Uuid,
+    ) -> Result<Vec<(String, domain::organization::Role, usize)>, ProjectionError> {
+        let Some(o) = organization(tree, org)? else {
+            return Ok(Vec::new());
+        };
+        Ok(o.roles
+            .iter()
+            .map(|(id, r)| (id.clone(), r.clone(), o.member_count_of(id)))
+            .collect())
     }
 }

@@ -741,3 +741,206 @@ async fn the_console_holds_each_aggregate_exactly_as_the_domain_folds_it() {
     );
     h.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_lists_members_invitations_and_roles_as_the_console_shows_them() {
+    use domain::user::{User, UserCommand};
+    use projections::accounts::Accounts;
+    use projections::console::{Console, query};
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
+    let org_id = Uuid::from_u128(90);
+    let owner = Uuid::from_u128(1);
+    let mut w = Writer {
+        store: store.clone(),
+        org_id,
+        now: time::macros::datetime!(2026-05-01 9:00 UTC),
+        n: 0,
+        log: Vec::new(),
+    };
+    let mut org = Organization::default();
+    let os = format!("organization-{org_id}");
+    w.decide(
+        &mut org,
+        &os,
+        OrganizationCommand::Create {
+            org_id,
+            name: "Acme".into(),
+            admin_alias: "O".into(),
+            admin_email: "o@acme.test".into(),
+        },
+        Actor::User(owner),
+    )
+    .await;
+    let names = ["alice", "albert", "bob", "carol", "dave", "erin"];
+    for (i, name) in names.iter().enumerate() {
+        let user = Uuid::from_u128(100 + i as u128);
+        let email = format!("{name}@acme.test");
+        let mut account = User::default();
+        w.decide(
+            &mut account,
+            &format!("user-{user}"),
+            UserCommand::Register {
+                user_id: user,
+                email: email.clone(),
+                alias: name.to_uppercase(),
+                email_in_use: false,
+            },
+            Actor::User(user),
+        )
+        .await;
+        let inv = Uuid::from_u128(500 + i as u128);
+        let kind = if i == 5 {
+            MemberKind::ExternalCollaborator
+        } else {
+            MemberKind::Member
+        };
+        w.decide(
+            &mut org,
+            &os,
+            OrganizationCommand::InviteMember {
+                invitation_id: inv,
+                email: email.clone(),
+                kind,
+                role_ids: vec![],
+            },
+            Actor::User(owner),
+        )
+        .await;
+        if i < 5 || i == 5 {
+            w.decide(
+                &mut org,
+                &os,
+                OrganizationCommand::AcceptInvitation {
+                    invitation_id: inv,
+                    user_id: user,
+                    user_email: email,
+                    seats_total: 50,
+                },
+                Actor::User(user),
+            )
+            .await;
+        }
+    }
+    // One pending, one revoked, one left to expire.
+    w.decide(
+        &mut org,
+        &os,
+        OrganizationCommand::InviteMember {
+            invitation_id: Uuid::from_u128(600),
+            email: "p@x.test".into(),
+            kind: MemberKind::Member,
+            role_ids: vec![],
+        },
+        Actor::User(owner),
+    )
+    .await;
+    w.decide(
+        &mut org,
+        &os,
+        OrganizationCommand::InviteMember {
+            invitation_id: Uuid::from_u128(601),
+            email: "r@x.test".into(),
+            kind: MemberKind::Member,
+            role_ids: vec![],
+        },
+        Actor::User(owner),
+    )
+    .await;
+    w.decide(
+        &mut org,
+        &os,
+        OrganizationCommand::RevokeInvitation {
+            invitation_id: Uuid::from_u128(601),
+        },
+        Actor::User(owner),
+    )
+    .await;
+    let es: Arc<dyn EventStore> = store.clone();
+    let c = projections::runner::spawn(es.clone(), store.db().clone(), Console::default)
+        .expect("console");
+    let a =
+        projections::runner::spawn(es, store.db().clone(), Accounts::default).expect("accounts");
+    let head = store.head().await.expect("head");
+    c.wait_for(head, std::time::Duration::from_secs(30))
+        .await
+        .expect("console");
+    a.wait_for(head, std::time::Duration::from_secs(30))
+        .await
+        .expect("accounts");
+    let (ct, at) = (c.tree(), a.tree());
+
+    let (rows, more, total) =
+        query::members(&ct, &at, org_id, None, Some("AL"), 10, None).expect("search");
+    assert_eq!(
+        (
+            rows.iter().map(|r| r.alias.as_str()).collect::<Vec<_>>(),
+            more,
+            total
+        ),
+        (vec!["ALICE", "ALBERT"], false, 2)
+    );
+    let (rows, _, total) = query::members(
+        &ct,
+        &at,
+        org_id,
+        Some(MemberKind::ExternalCollaborator),
+        None,
+        10,
+        None,
+    )
+    .expect("kind");
+    assert_eq!(
+        (rows.len(), total, rows[0].email.as_str()),
+        (1, 1, "erin@acme.test")
+    );
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let (rows, more, total) =
+            query::members(&ct, &at, org_id, None, None, 3, after).expect("page");
+        assert_eq!(total, 7);
+        seen.extend(rows.iter().map(|r| r.user_id));
+        if !more {
+            break;
+        }
+        after = rows.last().map(|r| r.user_id);
+    }
+    assert_eq!(seen, org.members.keys().copied().collect::<Vec<_>>());
+
+    let now = w.now;
+    let pending = query::invitations(&ct, org_id, Some(query::InvitationStatus::Pending), now)
+        .expect("pending");
+    assert_eq!(
+        pending.iter().map(|p| p.0).collect::<Vec<_>>(),
+        vec![Uuid::from_u128(600)]
+    );
+    assert_eq!(
+        pending[0].3.as_ref().map(|m| m.invited_by.clone()),
+        Some(owner.to_string())
+    );
+    let later = now + domain::organization::INVITATION_TTL;
+    let expired = query::invitations(&ct, org_id, Some(query::InvitationStatus::Expired), later)
+        .expect("expired");
+    assert_eq!(expired.len(), 1, "EXPIRED is derived from time");
+    assert_eq!(
+        query::invitations(&ct, org_id, Some(query::InvitationStatus::Revoked), now)
+            .expect("revoked")
+            .len(),
+        1
+    );
+    assert_eq!(
+        query::invitations(&ct, org_id, Some(query::InvitationStatus::Accepted), now)
+            .expect("accepted")
+            .len(),
+        6
+    );
+    let roles = query::roles(&ct, org_id).expect("roles");
+    let count = |id: &str| roles.iter().find(|r| r.0 == id).map(|r| r.2);
+    assert_eq!(
+        (count("owner"), count("member"), count("admin")),
+        (Some(1), Some(6), Some(0))
+    );
+    c.stop().await;
+    a.stop().await;
+}
