@@ -1,9 +1,11 @@
 //! An app trigger — stream `trigger-<trigger_id>`.
 //!
-//! Triggers start runs on a schedule (a cron expression, validated with `croner`), on
-//! a webhook, an email, a file or by hand. A disabled or deleted trigger does not fire;
-//! after the organization's threshold of failed runs in a row (default 5) the trigger
-//! disables itself (`trigger.auto_disabled`).
+//! A trigger starts runs of one bot's task: on a schedule (a cron expression, validated
+//! with `croner`), on a webhook, an email, a file, or by hand. It is created enabled. A
+//! disabled or deleted trigger does not fire; after the organization's threshold of
+//! failed runs in a row ([`AUTO_DISABLE_FAILURES_DEFAULT`] unless the organization sets
+//! its own) the trigger disables itself (`trigger.auto_disabled`). Whether its bot
+//! exists, and how many of its runs failed in a row, come in on the commands.
 
 use crate::aggregate::Aggregate;
 use crate::context::{Actor, Context};
@@ -13,21 +15,23 @@ use crate::events::{
     TriggerFired, TriggerKind, TriggerUpdated,
 };
 use crate::permissions::Permission;
-use crate::validate;
+use crate::{run, validate};
 use std::str::FromStr;
 use uuid::Uuid;
 
 /// Failed runs in a row after which a trigger disables itself, unless the organization
 /// sets its own threshold.
 pub const AUTO_DISABLE_FAILURES_DEFAULT: u32 = 5;
-/// Longest cron expression.
+/// Longest cron expression: the longest sensible seven-field expression with lists
+/// fits comfortably.
 pub const SCHEDULE_CHARS_MAX: usize = 100;
-/// Longest task name.
-pub const TASK_CHARS_MAX: usize = 200;
+/// Longest task: the task becomes a run's task, so the run's limit.
+pub const TASK_CHARS_MAX: usize = run::TASK_CHARS_MAX;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum TriggerCommand {
-    /// `bot_exists`: whether the bot is registered in the organization (loaded by the caller).
+    /// `triggers:manage`. `schedule`: required for, and only for, `Schedule`.
+    /// `bot_exists`: whether `bot_id` is a bot of the organization (loaded by the caller).
     Create {
         trigger_id: Uuid,
         name: String,
@@ -37,6 +41,9 @@ pub enum TriggerCommand {
         task: String,
         bot_exists: bool,
     },
+    /// `triggers:manage`. Each `Some` field is a new value; only those that differ from
+    /// the current ones are recorded. `bot_exists`: whether `bot_id` (when given) is a
+    /// bot of the organization.
     Update {
         name: Option<String>,
         schedule: Option<String>,
@@ -44,14 +51,17 @@ pub enum TriggerCommand {
         task: Option<String>,
         bot_exists: bool,
     },
+    /// `triggers:manage`; the trigger must be disabled.
     Enable,
+    /// `triggers:manage`; the trigger must be enabled.
     Disable,
+    /// `triggers:manage`. Final: a deleted trigger takes no further command.
     Delete,
-    Fire {
-        run_id: Uuid,
-    },
-    /// From the process that follows runs: `consecutive_failures` counted from the run
-    /// history, `threshold` the organization's.
+    /// `triggers:manage` (a manual fire) or the system (a schedule, webhook, email or
+    /// file). `run_id`: the run the caller starts next.
+    Fire { run_id: Uuid },
+    /// The system only, from the process that follows runs: `consecutive_failures`
+    /// counted from the run history, `threshold` the organization's (0: never).
     RecordRunFailure {
         run_id: Uuid,
         consecutive_failures: u32,
@@ -59,45 +69,57 @@ pub enum TriggerCommand {
     },
 }
 
+impl TriggerCommand {
+    /// What the command does, for `wrong_state` errors.
+    fn action(&self) -> &'static str {
+        match self {
+            TriggerCommand::Create { .. } => "create",
+            TriggerCommand::Update { .. } => "update",
+            TriggerCommand::Enable => "enable",
+            TriggerCommand::Disable => "disable",
+            TriggerCommand::Delete => "delete",
+            TriggerCommand::Fire { .. } => "fire",
+            TriggerCommand::RecordRunFailure { .. } => "record a run failure",
+        }
+    }
+}
+
+/// The state of one trigger. Fields are public (and serializable) because the read
+/// models store the state as the domain folds it.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Trigger {
+    /// `None` until `trigger.created`.
     pub id: Option<Uuid>,
     pub name: String,
     pub kind: Option<TriggerKind>,
+    /// The cron expression of a `Schedule` trigger.
     pub schedule: Option<String>,
     pub bot_id: Option<Uuid>,
     pub task: String,
     pub enabled: bool,
     pub deleted: bool,
+    /// How many times it fired.
     pub fire_count: u64,
+    /// The run of the last fire.
     pub last_run: Option<Uuid>,
 }
 
-/// Validates a cron expression with `croner`.
+/// A cron expression `croner` accepts (5 to 7 fields, or a nickname like `@daily`),
+/// trimmed.
 pub fn validate_cron(expression: &str) -> Result<String, DomainError> {
     let e = expression.trim();
     let bad = |reason: String| DomainError::InvalidCron {
         expression: expression.to_owned(),
         reason,
     };
-    if e.is_empty() || e.len() > SCHEDULE_CHARS_MAX {
+    if e.is_empty() || e.chars().count() > SCHEDULE_CHARS_MAX {
         return Err(bad(format!("must be 1 to {SCHEDULE_CHARS_MAX} characters")));
     }
     croner::Cron::from_str(e).map_err(|err| bad(err.to_string()))?;
     Ok(e.to_owned())
 }
 
-fn check_task(task: &str) -> Result<String, DomainError> {
-    let t = validate::name("task", task)?;
-    if t.chars().count() > TASK_CHARS_MAX {
-        return Err(DomainError::invalid(
-            "task",
-            format!("longer than {TASK_CHARS_MAX} characters"),
-        ));
-    }
-    Ok(t)
-}
-
+/// A schedule trigger needs a cron expression; the other kinds take none.
 fn check_schedule(
     kind: TriggerKind,
     schedule: Option<&str>,
@@ -116,7 +138,55 @@ fn check_schedule(
     }
 }
 
+/// `Some(new)` when it differs from `current`.
+fn changed<T: PartialEq>(new: Option<T>, current: Option<&T>) -> Option<T> {
+    new.filter(|n| Some(n) != current)
+}
+
 impl Trigger {
+    /// The trigger's id, `None` before creation.
+    pub fn id(&self) -> Option<Uuid> {
+        self.id
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn kind(&self) -> Option<TriggerKind> {
+        self.kind
+    }
+
+    pub fn schedule(&self) -> Option<&str> {
+        self.schedule.as_deref()
+    }
+
+    pub fn bot_id(&self) -> Option<Uuid> {
+        self.bot_id
+    }
+
+    pub fn task(&self) -> &str {
+        &self.task
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    pub fn deleted(&self) -> bool {
+        self.deleted
+    }
+
+    pub fn fire_count(&self) -> u64 {
+        self.fire_count
+    }
+
+    /// The run the trigger started last.
+    pub fn last_fired_run_id(&self) -> Option<Uuid> {
+        self.last_run
+    }
+
+    /// The kind of a created, undeleted trigger.
     fn check_live(&self, action: &'static str) -> Result<TriggerKind, DomainError> {
         let kind = self
             .kind
@@ -127,41 +197,135 @@ impl Trigger {
         Ok(kind)
     }
 
-    fn update(&self, c: &TriggerCommand, kind: TriggerKind) -> Result<Vec<Event>, DomainError> {
+    fn create(&self, command: &TriggerCommand) -> Result<Vec<Event>, DomainError> {
+        let TriggerCommand::Create {
+            trigger_id,
+            name,
+            kind,
+            schedule,
+            bot_id,
+            task,
+            bot_exists,
+        } = command
+        else {
+            return Ok(vec![]);
+        };
+        if self.id.is_some() {
+            return Err(DomainError::exists("trigger", trigger_id));
+        }
+        let e = TriggerCreated {
+            trigger_id: *trigger_id,
+            name: validate::name("name", name)?,
+            kind: *kind,
+            schedule: check_schedule(*kind, schedule.as_deref())?,
+            bot_id: *bot_id,
+            task: run::validate_task(task)?,
+        };
+        if !bot_exists {
+            return Err(DomainError::not_found("bot", bot_id));
+        }
+        Ok(vec![e.into()])
+    }
+
+    fn update(&self, command: &TriggerCommand) -> Result<Vec<Event>, DomainError> {
         let TriggerCommand::Update {
             name,
             schedule,
             bot_id,
             task,
             bot_exists,
-        } = c
+        } = command
         else {
             return Ok(vec![]);
         };
-        let name = name
-            .as_deref()
-            .map(|n| validate::name("name", n))
-            .transpose()?;
+        let kind = self.check_live("update")?;
+        let name = name.as_deref().map(|n| validate::name("name", n));
         let schedule = match schedule {
             Some(s) => check_schedule(kind, Some(s))?,
             None => None,
         };
-        if let Some(b) = bot_id
+        let task = task.as_deref().map(run::validate_task);
+        let e = TriggerUpdated {
+            name: changed(name.transpose()?, Some(&self.name)),
+            schedule: changed(schedule, self.schedule.as_ref()),
+            bot_id: changed(*bot_id, self.bot_id.as_ref()),
+            task: changed(task.transpose()?, Some(&self.task)),
+        };
+        if let Some(b) = e.bot_id
             && !bot_exists
         {
             return Err(DomainError::not_found("bot", b));
         }
-        let task = task.as_deref().map(check_task).transpose()?;
-        let e = TriggerUpdated {
-            name: name.filter(|n| *n != self.name),
-            schedule: schedule.filter(|s| Some(s) != self.schedule.as_ref()),
-            bot_id: bot_id.filter(|b| Some(*b) != self.bot_id),
-            task: task.filter(|t| *t != self.task),
+        let nothing = TriggerUpdated {
+            name: None,
+            schedule: None,
+            bot_id: None,
+            task: None,
         };
-        if e.name.is_none() && e.schedule.is_none() && e.bot_id.is_none() && e.task.is_none() {
+        if e == nothing {
             return Ok(vec![]);
         }
         Ok(vec![e.into()])
+    }
+
+    fn fire(&self, run_id: Uuid, ctx: &Context) -> Result<Vec<Event>, DomainError> {
+        if ctx.actor != Actor::System {
+            ctx.require(Permission::TriggersManage)?;
+        }
+        self.check_live("fire")?;
+        if !self.enabled {
+            return Err(DomainError::wrong_state("trigger", "disabled", "fire"));
+        }
+        if self.last_run == Some(run_id) {
+            return Err(DomainError::exists("run", run_id));
+        }
+        Ok(vec![TriggerFired { run_id }.into()])
+    }
+
+    fn record_run_failure(
+        &self,
+        consecutive_failures: u32,
+        threshold: u32,
+        ctx: &Context,
+    ) -> Result<Vec<Event>, DomainError> {
+        if ctx.actor != Actor::System {
+            return Err(DomainError::NotPermitted(
+                "run outcomes are recorded by the system",
+            ));
+        }
+        self.id
+            .ok_or_else(|| DomainError::not_found("trigger", "(uncreated)"))?;
+        // A deleted or disabled trigger has nothing left to disable: the follow-up of a
+        // late failure is done, not refused.
+        let live = self.enabled && !self.deleted;
+        if !live || threshold == 0 || consecutive_failures < threshold {
+            return Ok(vec![]);
+        }
+        Ok(vec![
+            TriggerAutoDisabled {
+                consecutive_failures,
+            }
+            .into(),
+        ])
+    }
+
+    /// Enable, disable, delete.
+    fn switch(&self, command: &TriggerCommand) -> Result<Vec<Event>, DomainError> {
+        self.check_live(command.action())?;
+        let event: Event = match command {
+            TriggerCommand::Enable if self.enabled => {
+                return Err(DomainError::wrong_state("trigger", "enabled", "enable"));
+            }
+            TriggerCommand::Enable => TriggerEnabled {}.into(),
+            TriggerCommand::Disable if !self.enabled => {
+                return Err(DomainError::wrong_state("trigger", "disabled", "disable"));
+            }
+            TriggerCommand::Disable => TriggerDisabled {}.into(),
+            TriggerCommand::Delete => TriggerDeleted {}.into(),
+            // The other commands have their own functions; never routed here.
+            _ => return Ok(vec![]),
+        };
+        Ok(vec![event])
     }
 }
 
@@ -208,276 +372,25 @@ impl Aggregate for Trigger {
     }
 
     fn decide(&self, command: &TriggerCommand, ctx: &Context) -> Result<Vec<Event>, DomainError> {
-        if let TriggerCommand::Create {
-            trigger_id,
-            name,
-            kind,
-            schedule,
-            bot_id,
-            task,
-            bot_exists,
-        } = command
-        {
-            ctx.require(Permission::TriggersManage)?;
-            if self.id.is_some() {
-                return Err(DomainError::exists("trigger", trigger_id));
-            }
-            if !bot_exists {
-                return Err(DomainError::not_found("bot", bot_id));
-            }
-            let schedule = check_schedule(*kind, schedule.as_deref())?;
-            let e = TriggerCreated {
-                trigger_id: *trigger_id,
-                name: validate::name("name", name)?,
-                kind: *kind,
-                schedule,
-                bot_id: *bot_id,
-                task: check_task(task)?,
-            };
-            return Ok(vec![e.into()]);
-        }
-        let kind = self.check_live("change")?;
         match command {
+            TriggerCommand::Fire { run_id } => self.fire(*run_id, ctx),
             TriggerCommand::RecordRunFailure {
                 consecutive_failures,
                 threshold,
                 ..
-            } => {
-                if ctx.actor != Actor::System {
-                    return Err(DomainError::NotPermitted(
-                        "run outcomes are recorded by the system",
-                    ));
-                }
-                if self.enabled && *consecutive_failures >= (*threshold).max(1) {
-                    return Ok(vec![
-                        TriggerAutoDisabled {
-                            consecutive_failures: *consecutive_failures,
-                        }
-                        .into(),
-                    ]);
-                }
-                Ok(vec![])
-            }
-            TriggerCommand::Fire { run_id } => {
-                if ctx.actor != Actor::System {
-                    ctx.require(Permission::TriggersManage)?;
-                }
-                if !self.enabled {
-                    return Err(DomainError::wrong_state("trigger", "disabled", "fire"));
-                }
-                Ok(vec![TriggerFired { run_id: *run_id }.into()])
-            }
-            other => {
+            } => self.record_run_failure(*consecutive_failures, *threshold, ctx),
+            TriggerCommand::Create { .. } => {
                 ctx.require(Permission::TriggersManage)?;
-                match other {
-                    TriggerCommand::Update { .. } => self.update(other, kind),
-                    TriggerCommand::Enable if self.enabled => {
-                        Err(DomainError::wrong_state("trigger", "enabled", "enable"))
-                    }
-                    TriggerCommand::Enable => Ok(vec![TriggerEnabled {}.into()]),
-                    TriggerCommand::Disable if !self.enabled => {
-                        Err(DomainError::wrong_state("trigger", "disabled", "disable"))
-                    }
-                    TriggerCommand::Disable => Ok(vec![TriggerDisabled {}.into()]),
-                    TriggerCommand::Delete => Ok(vec![TriggerDeleted {}.into()]),
-                    _ => Ok(vec![]),
-                }
+                self.create(command)
+            }
+            TriggerCommand::Update { .. } => {
+                ctx.require(Permission::TriggersManage)?;
+                self.update(command)
+            }
+            TriggerCommand::Enable | TriggerCommand::Disable | TriggerCommand::Delete => {
+                ctx.require(Permission::TriggersManage)?;
+                self.switch(command)
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::aggregate::testing::{ctx, given};
-
-    const TRIGGER: Uuid = Uuid::from_u128(60);
-    const BOT: Uuid = Uuid::from_u128(40);
-    const RUN: Uuid = Uuid::from_u128(50);
-
-    fn manager() -> Context {
-        ctx(
-            Actor::User(Uuid::from_u128(1)),
-            &[Permission::TriggersManage],
-        )
-    }
-    fn create(kind: TriggerKind, schedule: Option<&str>) -> TriggerCommand {
-        TriggerCommand::Create {
-            trigger_id: TRIGGER,
-            name: "nightly".into(),
-            kind,
-            schedule: schedule.map(Into::into),
-            bot_id: BOT,
-            task: "reconcile".into(),
-            bot_exists: true,
-        }
-    }
-    fn created() -> Event {
-        TriggerCreated {
-            trigger_id: TRIGGER,
-            name: "nightly".into(),
-            kind: TriggerKind::Schedule,
-            schedule: Some("0 2 * * *".into()),
-            bot_id: BOT,
-            task: "reconcile".into(),
-        }
-        .into()
-    }
-    fn failure(n: u32) -> TriggerCommand {
-        TriggerCommand::RecordRunFailure {
-            run_id: RUN,
-            consecutive_failures: n,
-            threshold: AUTO_DISABLE_FAILURES_DEFAULT,
-        }
-    }
-
-    #[test]
-    fn a_schedule_trigger_needs_a_valid_cron_expression() {
-        given::<Trigger>([])
-            .with(manager())
-            .when(create(TriggerKind::Schedule, Some("0 2 * * *")))
-            .then([created()]);
-        let r = given::<Trigger>([])
-            .with(manager())
-            .when(create(TriggerKind::Schedule, Some("61 25 * * *")))
-            .result();
-        assert!(matches!(r, Err(DomainError::InvalidCron { .. })), "{r:?}");
-        given::<Trigger>([])
-            .with(manager())
-            .when(create(TriggerKind::Schedule, None))
-            .then_err(DomainError::invalid(
-                "schedule",
-                "a schedule trigger needs a cron expression",
-            ));
-        given::<Trigger>([])
-            .with(manager())
-            .when(create(TriggerKind::Webhook, Some("* * * * *")))
-            .then_err(DomainError::invalid(
-                "schedule",
-                "only schedule triggers take a cron expression",
-            ));
-    }
-
-    #[test]
-    fn a_trigger_needs_a_known_bot_and_the_permission() {
-        let mut c = create(TriggerKind::Manual, None);
-        if let TriggerCommand::Create { bot_exists, .. } = &mut c {
-            *bot_exists = false;
-        }
-        given::<Trigger>([])
-            .with(manager())
-            .when(c)
-            .then_err(DomainError::not_found("bot", BOT));
-        given::<Trigger>([])
-            .with(ctx(
-                Actor::User(Uuid::from_u128(1)),
-                &[Permission::TriggersRead],
-            ))
-            .when(create(TriggerKind::Manual, None))
-            .then_err(DomainError::Forbidden(Permission::TriggersManage));
-    }
-
-    #[test]
-    fn a_disabled_or_deleted_trigger_does_not_fire() {
-        given::<Trigger>([created()])
-            .with(manager())
-            .when(TriggerCommand::Fire { run_id: RUN })
-            .then([TriggerFired { run_id: RUN }.into()]);
-        given::<Trigger>([created(), TriggerDisabled {}.into()])
-            .when(TriggerCommand::Fire { run_id: RUN })
-            .then_err(DomainError::wrong_state("trigger", "disabled", "fire"));
-        given::<Trigger>([created(), TriggerDeleted {}.into()])
-            .when(TriggerCommand::Fire { run_id: RUN })
-            .then_err(DomainError::wrong_state("trigger", "deleted", "change"));
-    }
-
-    #[test]
-    fn five_failed_runs_in_a_row_auto_disable_it() {
-        given::<Trigger>([created()]).when(failure(4)).then([]);
-        given::<Trigger>([created()])
-            .when(failure(5))
-            .then([TriggerAutoDisabled {
-                consecutive_failures: 5,
-            }
-            .into()]);
-        let off = Trigger::replay(&[
-            created(),
-            TriggerAutoDisabled {
-                consecutive_failures: 5,
-            }
-            .into(),
-        ]);
-        assert!(!off.enabled);
-        given::<Trigger>([
-            created(),
-            TriggerAutoDisabled {
-                consecutive_failures: 5,
-            }
-            .into(),
-        ])
-        .when(failure(6))
-        .then([]);
-        given::<Trigger>([created()])
-            .with(manager())
-            .when(failure(9))
-            .then_err(DomainError::NotPermitted(
-                "run outcomes are recorded by the system",
-            ));
-    }
-
-    #[test]
-    fn updates_record_only_what_changed() {
-        let update = |name: Option<&str>, schedule: Option<&str>| TriggerCommand::Update {
-            name: name.map(Into::into),
-            schedule: schedule.map(Into::into),
-            bot_id: None,
-            task: None,
-            bot_exists: true,
-        };
-        given::<Trigger>([created()])
-            .with(manager())
-            .when(update(Some("nightly"), Some("30 2 * * *")))
-            .then([TriggerUpdated {
-                name: None,
-                schedule: Some("30 2 * * *".into()),
-                bot_id: None,
-                task: None,
-            }
-            .into()]);
-        given::<Trigger>([created()])
-            .with(manager())
-            .when(update(Some("nightly"), None))
-            .then([]);
-        let r = given::<Trigger>([created()])
-            .with(manager())
-            .when(update(None, Some("nope")))
-            .result();
-        assert!(matches!(r, Err(DomainError::InvalidCron { .. })));
-    }
-
-    #[test]
-    fn enable_disable_and_fire_counts() {
-        given::<Trigger>([created()])
-            .with(manager())
-            .when(TriggerCommand::Enable)
-            .then_err(DomainError::wrong_state("trigger", "enabled", "enable"));
-        given::<Trigger>([created()])
-            .with(manager())
-            .when(TriggerCommand::Disable)
-            .then([TriggerDisabled {}.into()]);
-        given::<Trigger>([created(), TriggerDisabled {}.into()])
-            .with(manager())
-            .when(TriggerCommand::Enable)
-            .then([TriggerEnabled {}.into()]);
-        let t = Trigger::replay(&[
-            created(),
-            TriggerFired { run_id: RUN }.into(),
-            TriggerFired {
-                run_id: Uuid::from_u128(51),
-            }
-            .into(),
-        ]);
-        assert_eq!((t.fire_count, t.last_run), (2, Some(Uuid::from_u128(51))));
     }
 }

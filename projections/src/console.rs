@@ -250,6 +250,41 @@ pub mod query {
         status: Option<InvitationStatus>,
         now: time::OffsetDateTime,
     ) -> Result<Vec<InvitationRow>, ProjectionError> {
+        let Some(o) = organization(tree, org)? else {
+            return Ok(Vec::new());
+        };
+        let mut out = Vec::new();
+        for (id, inv) in o.invitations {
+            let st = invitation_status(&inv, now);
+            if status.is_none_or(|s| s == st) {
+                let meta = get(tree, &key('i', &org, Some(&id.to_string())))?;
+                out.push((id, inv, st, meta));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A member as the console lists it.
+    #[derive(Clone, Debug, PartialEq, Eq)]
+    pub struct MemberRow {
+        pub user_id: Uuid,
+        pub alias: String,
+        pub email: String,
+        pub member: domain::organization::Member,
+    }
+
+    /// A page of members in user-id order after the cursor `after`, of one kind, whose
+    /// alias or email starts with `search` (case-insensitive); also the total that
+    /// matches. Aliases and emails come from the accounts read model.
+    pub fn members(
+        console: &sled::Tree,
+        accounts: &sled::Tree,
+        org: Uuid,
+        kind: Option<domain::events::MemberKind>,
+        search: Option<&str>,
+        first: usize,
+        after: Option<Uuid>,
+    ) -> Result<(Vec<MemberRow>, bool, usize), ProjectionError> {
         let Some(o) = organization(console, org)? else {
             return Ok((Vec::new(), false, 0));
         };
