@@ -394,3 +394,641 @@ impl Aggregate for Trigger {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::aggregate::testing::{ctx, given};
+    use crate::events::{BotDeleted, RunFailed};
+
+    const TRIGGER: Uuid = Uuid::from_u128(60);
+    const BOT: Uuid = Uuid::from_u128(40);
+    const OTHER_BOT: Uuid = Uuid::from_u128(41);
+    const RUN: Uuid = Uuid::from_u128(50);
+    const USER: Uuid = Uuid::from_u128(1);
+
+    fn manager() -> Context {
+        ctx(Actor::User(USER), &[Permission::TriggersManage])
+    }
+    fn reader() -> Context {
+        ctx(Actor::User(USER), &[Permission::TriggersRead])
+    }
+    fn create(kind: TriggerKind, schedule: Option<&str>) -> TriggerCommand {
+        TriggerCommand::Create {
+            trigger_id: TRIGGER,
+            name: "nightly".into(),
+            kind,
+            schedule: schedule.map(Into::into),
+            bot_id: BOT,
+            task: "reconcile".into(),
+            bot_exists: true,
+        }
+    }
+    fn created() -> Event {
+        created_as(TriggerKind::Schedule, Some("0 2 * * *"))
+    }
+    fn created_as(kind: TriggerKind, schedule: Option<&str>) -> Event {
+        TriggerCreated {
+            trigger_id: TRIGGER,
+            name: "nightly".into(),
+            kind,
+            schedule: schedule.map(Into::into),
+            bot_id: BOT,
+            task: "reconcile".into(),
+        }
+        .into()
+    }
+    fn update() -> TriggerCommand {
+        TriggerCommand::Update {
+            name: None,
+            schedule: None,
+            bot_id: None,
+            task: None,
+            bot_exists: true,
+        }
+    }
+    fn with_schedule(s: &str) -> TriggerCommand {
+        TriggerCommand::Update {
+            name: None,
+            schedule: Some(s.into()),
+            bot_id: None,
+            task: None,
+            bot_exists: true,
+        }
+    }
+    fn updated() -> TriggerUpdated {
+        TriggerUpdated {
+            name: None,
+            schedule: None,
+            bot_id: None,
+            task: None,
+        }
+    }
+    fn fire(run: u128) -> TriggerCommand {
+        TriggerCommand::Fire {
+            run_id: Uuid::from_u128(run),
+        }
+    }
+    fn fired(run: u128) -> Event {
+        TriggerFired {
+            run_id: Uuid::from_u128(run),
+        }
+        .into()
+    }
+    fn failure(n: u32, threshold: u32) -> TriggerCommand {
+        TriggerCommand::RecordRunFailure {
+            run_id: RUN,
+            consecutive_failures: n,
+            threshold,
+        }
+    }
+    fn auto_disabled(n: u32) -> Event {
+        TriggerAutoDisabled {
+            consecutive_failures: n,
+        }
+        .into()
+    }
+    fn is_invalid_cron(r: Result<Vec<Event>, DomainError>, expression: &str) -> bool {
+        matches!(r, Err(DomainError::InvalidCron { expression: e, .. }) if e == expression)
+    }
+
+    // ------------------------------------------------------------ create
+
+    #[test]
+    fn a_manager_creates_an_enabled_schedule_trigger() {
+        given::<Trigger>([])
+            .with(manager())
+            .when(TriggerCommand::Create {
+                trigger_id: TRIGGER,
+                name: " nightly ".into(),
+                kind: TriggerKind::Schedule,
+                schedule: Some(" 0 2 * * * ".into()),
+                bot_id: BOT,
+                task: " reconcile ".into(),
+                bot_exists: true,
+            })
+            .then([created()]);
+        let t = Trigger::replay(&[created()]);
+        assert_eq!(t.id(), Some(TRIGGER));
+        assert_eq!(t.name(), "nightly");
+        assert_eq!(t.kind(), Some(TriggerKind::Schedule));
+        assert_eq!(t.schedule(), Some("0 2 * * *"));
+        assert_eq!(t.bot_id(), Some(BOT));
+        assert_eq!(t.task(), "reconcile");
+        assert!(t.enabled() && !t.deleted());
+        assert_eq!((t.fire_count(), t.last_fired_run_id()), (0, None));
+    }
+
+    #[test]
+    fn cron_nicknames_and_seconds_fields_are_accepted() {
+        for cron in ["@daily", "*/15 * * * *", "0 30 2 * * MON-FRI"] {
+            let r = given::<Trigger>([])
+                .with(manager())
+                .when(create(TriggerKind::Schedule, Some(cron)))
+                .result();
+            assert!(r.is_ok(), "{cron}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn the_other_kinds_are_created_without_a_schedule() {
+        for kind in [
+            TriggerKind::Webhook,
+            TriggerKind::Email,
+            TriggerKind::File,
+            TriggerKind::Manual,
+        ] {
+            given::<Trigger>([])
+                .with(manager())
+                .when(create(kind, None))
+                .then([created_as(kind, None)]);
+        }
+    }
+
+    #[test]
+    fn a_schedule_trigger_without_a_cron_expression_is_refused() {
+        given::<Trigger>([])
+            .with(manager())
+            .when(create(TriggerKind::Schedule, None))
+            .then_err(DomainError::invalid(
+                "schedule",
+                "a schedule trigger needs a cron expression",
+            ));
+    }
+
+    #[test]
+    fn an_invalid_cron_expression_is_refused() {
+        for cron in ["61 25 * * *", "nope", "* * *", "0 2 * * * * * *"] {
+            let r = given::<Trigger>([])
+                .with(manager())
+                .when(create(TriggerKind::Schedule, Some(cron)))
+                .result();
+            assert!(is_invalid_cron(r.clone(), cron), "{cron}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn a_blank_or_overlong_cron_expression_is_refused() {
+        let long = format!("0 2 * * *{}", " ".repeat(SCHEDULE_CHARS_MAX));
+        assert!(
+            validate_cron(&long).is_ok(),
+            "surrounding blanks are trimmed"
+        );
+        let long = "1,".repeat(SCHEDULE_CHARS_MAX / 2) + "1 * * * *";
+        let reason = format!("must be 1 to {SCHEDULE_CHARS_MAX} characters");
+        for cron in ["  ", long.as_str()] {
+            given::<Trigger>([])
+                .with(manager())
+                .when(create(TriggerKind::Schedule, Some(cron)))
+                .then_err(DomainError::InvalidCron {
+                    expression: cron.into(),
+                    reason: reason.clone(),
+                });
+        }
+    }
+
+    #[test]
+    fn a_non_schedule_trigger_with_a_schedule_is_refused() {
+        given::<Trigger>([])
+            .with(manager())
+            .when(create(TriggerKind::Webhook, Some("* * * * *")))
+            .then_err(DomainError::invalid(
+                "schedule",
+                "only schedule triggers take a cron expression",
+            ));
+    }
+
+    #[test]
+    fn a_trigger_for_an_unknown_bot_is_refused() {
+        given::<Trigger>([])
+            .with(manager())
+            .when(TriggerCommand::Create {
+                trigger_id: TRIGGER,
+                name: "nightly".into(),
+                kind: TriggerKind::Manual,
+                schedule: None,
+                bot_id: BOT,
+                task: "reconcile".into(),
+                bot_exists: false,
+            })
+            .then_err(DomainError::not_found("bot", BOT));
+    }
+
+    #[test]
+    fn a_blank_name_or_task_is_refused() {
+        let cmd = |name: &str, task: &str| TriggerCommand::Create {
+            trigger_id: TRIGGER,
+            name: name.into(),
+            kind: TriggerKind::Manual,
+            schedule: None,
+            bot_id: BOT,
+            task: task.into(),
+            bot_exists: true,
+        };
+        given::<Trigger>([])
+            .with(manager())
+            .when(cmd(" ", "reconcile"))
+            .then_err(DomainError::invalid("name", "must not be empty"));
+        given::<Trigger>([])
+            .with(manager())
+            .when(cmd("nightly", ""))
+            .then_err(DomainError::invalid("task", "must not be empty"));
+        given::<Trigger>([])
+            .with(manager())
+            .when(cmd("nightly", &"t".repeat(TASK_CHARS_MAX + 1)))
+            .then_err(DomainError::invalid(
+                "task",
+                format!("longer than {TASK_CHARS_MAX} characters"),
+            ));
+    }
+
+    #[test]
+    fn creating_a_trigger_twice_is_refused() {
+        given::<Trigger>([created()])
+            .with(manager())
+            .when(create(TriggerKind::Manual, None))
+            .then_err(DomainError::exists("trigger", TRIGGER));
+    }
+
+    #[test]
+    fn creating_needs_triggers_manage() {
+        given::<Trigger>([])
+            .with(reader())
+            .when(create(TriggerKind::Manual, None))
+            .then_err(DomainError::Forbidden(Permission::TriggersManage));
+    }
+
+    // ------------------------------------------------------------ update
+
+    #[test]
+    fn an_update_records_only_what_changed() {
+        given::<Trigger>([created()])
+            .with(manager())
+            .when(TriggerCommand::Update {
+                name: Some("nightly".into()),
+                schedule: Some("30 2 * * *".into()),
+                bot_id: Some(BOT),
+                task: Some("reconcile".into()),
+                bot_exists: true,
+            })
+            .then([TriggerUpdated {
+                schedule: Some("30 2 * * *".into()),
+                ..updated()
+            }
+            .into()]);
+    }
+
+    #[test]
+    fn an_update_changes_name_bot_and_task() {
+        let e = TriggerUpdated {
+            name: Some("hourly".into()),
+            schedule: None,
+            bot_id: Some(OTHER_BOT),
+            task: Some("sync".into()),
+        };
+        given::<Trigger>([created()])
+            .with(manager())
+            .when(TriggerCommand::Update {
+                name: Some(" hourly ".into()),
+                schedule: None,
+                bot_id: Some(OTHER_BOT),
+                task: Some("sync".into()),
+                bot_exists: true,
+            })
+            .then([e.clone().into()]);
+        let t = Trigger::replay(&[created(), e.into()]);
+        assert_eq!(
+            (t.name(), t.bot_id(), t.task(), t.schedule()),
+            ("hourly", Some(OTHER_BOT), "sync", Some("0 2 * * *"))
+        );
+    }
+
+    #[test]
+    fn an_update_changing_nothing_decides_no_events() {
+        given::<Trigger>([created()])
+            .with(manager())
+            .when(update())
+            .then([]);
+        given::<Trigger>([created()])
+            .with(manager())
+            .when(TriggerCommand::Update {
+                name: Some("nightly".into()),
+                schedule: Some(" 0 2 * * * ".into()),
+                bot_id: Some(BOT),
+                task: Some("reconcile".into()),
+                bot_exists: true,
+            })
+            .then([]);
+    }
+
+    #[test]
+    fn moving_a_trigger_to_an_unknown_bot_is_refused() {
+        given::<Trigger>([created()])
+            .with(manager())
+            .when(TriggerCommand::Update {
+                name: None,
+                schedule: None,
+                bot_id: Some(OTHER_BOT),
+                task: None,
+                bot_exists: false,
+            })
+            .then_err(DomainError::not_found("bot", OTHER_BOT));
+    }
+
+    #[test]
+    fn an_update_that_keeps_the_bot_does_not_need_it_to_exist() {
+        given::<Trigger>([created()])
+            .with(manager())
+            .when(TriggerCommand::Update {
+                name: Some("renamed".into()),
+                bot_id: Some(BOT),
+                bot_exists: false,
+                schedule: None,
+                task: None,
+            })
+            .then([TriggerUpdated {
+                name: Some("renamed".into()),
+                ..updated()
+            }
+            .into()]);
+    }
+
+    #[test]
+    fn an_update_with_an_invalid_cron_expression_is_refused() {
+        let r = given::<Trigger>([created()])
+            .with(manager())
+            .when(with_schedule("nope"))
+            .result();
+        assert!(is_invalid_cron(r.clone(), "nope"), "{r:?}");
+    }
+
+    #[test]
+    fn an_update_giving_a_webhook_trigger_a_schedule_is_refused() {
+        given::<Trigger>([created_as(TriggerKind::Webhook, None)])
+            .with(manager())
+            .when(with_schedule("0 2 * * *"))
+            .then_err(DomainError::invalid(
+                "schedule",
+                "only schedule triggers take a cron expression",
+            ));
+    }
+
+    #[test]
+    fn an_update_with_a_blank_name_or_task_is_refused() {
+        given::<Trigger>([created()])
+            .with(manager())
+            .when(TriggerCommand::Update {
+                name: Some("".into()),
+                schedule: None,
+                bot_id: None,
+                task: None,
+                bot_exists: true,
+            })
+            .then_err(DomainError::invalid("name", "must not be empty"));
+        given::<Trigger>([created()])
+            .with(manager())
+            .when(TriggerCommand::Update {
+                task: Some(" ".into()),
+                name: None,
+                schedule: None,
+                bot_id: None,
+                bot_exists: true,
+            })
+            .then_err(DomainError::invalid("task", "must not be empty"));
+    }
+
+    #[test]
+    fn updating_needs_triggers_manage() {
+        given::<Trigger>([created()])
+            .with(reader())
+            .when(with_schedule("30 2 * * *"))
+            .then_err(DomainError::Forbidden(Permission::TriggersManage));
+    }
+
+    // ------------------------------------------------------------ enable, disable, delete
+
+    #[test]
+    fn a_manager_disables_and_enables_a_trigger() {
+        given::<Trigger>([created()])
+            .with(manager())
+            .when(TriggerCommand::Disable)
+            .then([TriggerDisabled {}.into()]);
+        given::<Trigger>([created(), TriggerDisabled {}.into()])
+            .with(manager())
+            .when(TriggerCommand::Enable)
+            .then([TriggerEnabled {}.into()]);
+        assert!(!Trigger::replay(&[created(), TriggerDisabled {}.into()]).enabled());
+    }
+
+    #[test]
+    fn disabling_a_disabled_trigger_is_refused() {
+        given::<Trigger>([created(), TriggerDisabled {}.into()])
+            .with(manager())
+            .when(TriggerCommand::Disable)
+            .then_err(DomainError::wrong_state("trigger", "disabled", "disable"));
+    }
+
+    #[test]
+    fn enabling_an_enabled_trigger_is_refused() {
+        given::<Trigger>([created()])
+            .with(manager())
+            .when(TriggerCommand::Enable)
+            .then_err(DomainError::wrong_state("trigger", "enabled", "enable"));
+    }
+
+    #[test]
+    fn a_manager_deletes_a_trigger() {
+        given::<Trigger>([created()])
+            .with(manager())
+            .when(TriggerCommand::Delete)
+            .then([TriggerDeleted {}.into()]);
+        assert!(Trigger::replay(&[created(), TriggerDeleted {}.into()]).deleted());
+    }
+
+    #[test]
+    fn enable_disable_and_delete_need_triggers_manage() {
+        for cmd in [
+            TriggerCommand::Enable,
+            TriggerCommand::Disable,
+            TriggerCommand::Delete,
+        ] {
+            given::<Trigger>([created()])
+                .with(reader())
+                .when(cmd)
+                .then_err(DomainError::Forbidden(Permission::TriggersManage));
+        }
+    }
+
+    #[test]
+    fn a_deleted_trigger_takes_no_command() {
+        let deleted = [created(), TriggerDeleted {}.into()];
+        for (cmd, action) in [
+            (TriggerCommand::Enable, "enable"),
+            (TriggerCommand::Disable, "disable"),
+            (TriggerCommand::Delete, "delete"),
+            (with_schedule("30 2 * * *"), "update"),
+            (fire(51), "fire"),
+        ] {
+            given::<Trigger>(deleted.clone())
+                .with(manager())
+                .when(cmd)
+                .then_err(DomainError::wrong_state("trigger", "deleted", action));
+        }
+    }
+
+    #[test]
+    fn commands_on_an_uncreated_trigger_are_not_found() {
+        for cmd in [
+            update(),
+            TriggerCommand::Enable,
+            TriggerCommand::Disable,
+            TriggerCommand::Delete,
+            fire(51),
+        ] {
+            given::<Trigger>([])
+                .with(manager())
+                .when(cmd)
+                .then_err(DomainError::not_found("trigger", "(uncreated)"));
+        }
+        given::<Trigger>([])
+            .when(failure(5, AUTO_DISABLE_FAILURES_DEFAULT))
+            .then_err(DomainError::not_found("trigger", "(uncreated)"));
+    }
+
+    // ------------------------------------------------------------ fire
+
+    #[test]
+    fn a_manager_fires_a_trigger_by_hand() {
+        given::<Trigger>([created_as(TriggerKind::Manual, None)])
+            .with(manager())
+            .when(fire(51))
+            .then([fired(51)]);
+    }
+
+    #[test]
+    fn the_system_fires_a_schedule() {
+        given::<Trigger>([created()])
+            .when(fire(51))
+            .then([fired(51)]);
+    }
+
+    #[test]
+    fn firing_counts_and_remembers_the_last_run() {
+        let t = Trigger::replay(&[created(), fired(51), fired(52)]);
+        assert_eq!(t.fire_count(), 2);
+        assert_eq!(t.last_fired_run_id(), Some(Uuid::from_u128(52)));
+    }
+
+    #[test]
+    fn firing_again_for_the_last_run_is_refused() {
+        given::<Trigger>([created(), fired(51)])
+            .when(fire(51))
+            .then_err(DomainError::exists("run", Uuid::from_u128(51)));
+    }
+
+    #[test]
+    fn firing_needs_triggers_manage_unless_the_system_fires() {
+        given::<Trigger>([created()])
+            .with(reader())
+            .when(fire(51))
+            .then_err(DomainError::Forbidden(Permission::TriggersManage));
+        given::<Trigger>([created()])
+            .with(ctx(Actor::Bot(BOT), &[]))
+            .when(fire(51))
+            .then_err(DomainError::Forbidden(Permission::TriggersManage));
+    }
+
+    #[test]
+    fn a_disabled_trigger_does_not_fire() {
+        given::<Trigger>([created(), TriggerDisabled {}.into()])
+            .when(fire(51))
+            .then_err(DomainError::wrong_state("trigger", "disabled", "fire"));
+        given::<Trigger>([created(), auto_disabled(5)])
+            .with(manager())
+            .when(fire(51))
+            .then_err(DomainError::wrong_state("trigger", "disabled", "fire"));
+    }
+
+    // ------------------------------------------------------------ run failures
+
+    #[test]
+    fn failures_below_the_threshold_decide_nothing() {
+        given::<Trigger>([created()])
+            .when(failure(4, AUTO_DISABLE_FAILURES_DEFAULT))
+            .then([]);
+    }
+
+    #[test]
+    fn five_failed_runs_in_a_row_auto_disable_the_trigger() {
+        given::<Trigger>([created()])
+            .when(failure(5, AUTO_DISABLE_FAILURES_DEFAULT))
+            .then([auto_disabled(5)]);
+        let t = Trigger::replay(&[created(), auto_disabled(5)]);
+        assert!(!t.enabled());
+    }
+
+    #[test]
+    fn the_organizations_own_threshold_applies() {
+        given::<Trigger>([created()])
+            .when(failure(3, 3))
+            .then([auto_disabled(3)]);
+        given::<Trigger>([created()]).when(failure(5, 8)).then([]);
+    }
+
+    #[test]
+    fn a_threshold_of_zero_never_auto_disables() {
+        given::<Trigger>([created()]).when(failure(100, 0)).then([]);
+    }
+
+    #[test]
+    fn a_disabled_or_deleted_trigger_is_not_auto_disabled() {
+        given::<Trigger>([created(), auto_disabled(5)])
+            .when(failure(6, AUTO_DISABLE_FAILURES_DEFAULT))
+            .then([]);
+        given::<Trigger>([created(), TriggerDisabled {}.into()])
+            .when(failure(6, AUTO_DISABLE_FAILURES_DEFAULT))
+            .then([]);
+        given::<Trigger>([created(), TriggerDeleted {}.into()])
+            .when(failure(6, AUTO_DISABLE_FAILURES_DEFAULT))
+            .then([]);
+    }
+
+    #[test]
+    fn an_auto_disabled_trigger_is_enabled_again_by_hand() {
+        given::<Trigger>([created(), auto_disabled(5)])
+            .with(manager())
+            .when(TriggerCommand::Enable)
+            .then([TriggerEnabled {}.into()]);
+    }
+
+    #[test]
+    fn only_the_system_records_run_failures() {
+        for c in [
+            ctx(Actor::User(USER), Permission::ALL),
+            ctx(Actor::Bot(BOT), &[]),
+        ] {
+            given::<Trigger>([created()])
+                .with(c)
+                .when(failure(9, AUTO_DISABLE_FAILURES_DEFAULT))
+                .then_err(DomainError::NotPermitted(
+                    "run outcomes are recorded by the system",
+                ));
+        }
+    }
+
+    #[test]
+    fn events_of_other_aggregates_change_nothing() {
+        let before = Trigger::replay(&[created(), fired(51)]);
+        let mut after = before.clone();
+        after.apply(&BotDeleted {}.into());
+        after.apply(
+            &RunFailed {
+                duration_ms: 1,
+                error: "x".into(),
+                credits: None,
+            }
+            .into(),
+        );
+        assert_eq!(after, before);
+    }
+}
