@@ -69,7 +69,7 @@ pub fn target_of(e: &RecordedEvent) -> String {
 
 impl Projection for Audit {
     const NAME: &'static str = "audit";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
 
     fn apply(&mut self, e: &RecordedEvent, _tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
         let Some(org) = e.org() else { return Ok(()) };
@@ -78,8 +78,12 @@ impl Projection for Audit {
             .push(action_list(&org, &e.event_type), e.position);
         self.postings
             .push(actor_list(&org, &e.meta.actor.id), e.position);
-        self.postings
-            .push(target_list(&org, &target_of(e)), e.position);
+        // Runs are high volume and each is its own target: a list per run would cost
+        // two new sled keys per run. A run-target filter walks a wider list instead.
+        if !e.stream.starts_with("run-") {
+            self.postings
+                .push(target_list(&org, &target_of(e)), e.position);
+        }
         Ok(())
     }
 
@@ -231,7 +235,11 @@ pub async fn page(
     // The most selective list the filter names drives the walk.
     let list = match (&q.actor, &q.target, q.actions.as_slice()) {
         (Some(a), _, _) => actor_list(&org, a),
-        (None, Some(t), _) => target_list(&org, t),
+        (None, Some(t), _) if postings::count(tree, &target_list(&org, t))? > 0 => {
+            target_list(&org, t)
+        }
+        (None, Some(_), [one]) => action_list(&org, one),
+        (None, Some(_), _) => org_list(&org),
         (None, None, [one]) => action_list(&org, one),
         _ => org_list(&org),
     };
@@ -246,6 +254,9 @@ pub async fn page(
             && q.not_actions.is_empty()
             && q.from.is_none()
             && q.to.is_none()
+            && q.target
+                .as_ref()
+                .is_none_or(|t| list == target_list(&org, t))
     };
     let mut entries = Vec::with_capacity(first);
     let mut has_next = false;
