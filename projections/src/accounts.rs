@@ -121,25 +121,22 @@ impl OrgMembers {
                     m.roles.insert(ADMIN_ROLE.into());
                 }
             }
-            Event::RoleCreated(r) => {
-                self.roles.insert(
-                    r.role_id.clone(),
-                    RoleView {
-                        name: r.name.clone(),
-                        built_in: false,
-                        permissions: r.permissions.iter().copied().collect(),
-                    },
-                );
-            }
-            Event::RoleUpdated(r) => {
-                self.roles.insert(
-                    r.role_id.clone(),
-                    RoleView {
-                        name: r.name.clone(),
-                        built_in: false,
-                        permissions: r.permissions.iter().copied().collect(),
-                    },
-                );
+            Event::RoleCreated(domain::events::RoleCreated {
+                role_id,
+                name,
+                permissions,
+            })
+            | Event::RoleUpdated(domain::events::RoleUpdated {
+                role_id,
+                name,
+                permissions,
+            }) => {
+                let view = RoleView {
+                    name: name.clone(),
+                    built_in: false,
+                    permissions: permissions.iter().copied().collect(),
+                };
+                self.roles.insert(role_id.clone(), view);
             }
             Event::RoleDeleted(r) => {
                 self.roles.remove(&r.role_id);
