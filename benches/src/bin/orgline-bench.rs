@@ -45,6 +45,8 @@ enum Workload {
     P2,
     /// Rebuild all built-in projections from a log of `--events` events.
     P3,
+    /// P3 broken down: each built-in projection rebuilt alone over the same log.
+    P3Each,
     /// Audit page of 50 entries filtered by action and actor, p99 over 1,000 pages.
     P6,
     /// Time travel: `organization(asOf:)` for an organization with 100k events.
@@ -146,6 +148,16 @@ fn main() -> Result<()> {
                         rate >= 250_000.0
                     ),
                 );
+            }
+            Workload::P3Each => {
+                for (name, rate) in rt.block_on(p3_each(&dir, cli.events))? {
+                    result(
+                        &format!("P3-{name}"),
+                        rate,
+                        "events/s",
+                        &format!("events={}", cli.events),
+                    );
+                }
             }
             Workload::P6 => {
                 let p99 = rt.block_on(p6(&dir, cli.events))?;
@@ -424,4 +436,43 @@ async fn p7(dir: &Path) -> Result<f64> {
     }
     anyhow::ensure!(folded > 30_000, "the org's runs were folded ({folded})");
     Ok(percentile(times, 50))
+}
+
+/// Each built-in projection alone over one log: where P3's time goes.
+async fn p3_each(dir: &Path, events: u64) -> Result<Vec<(&'static str, f64)>> {
+    use projections::{
+        Projection, ProjectionHandle, accounts::Accounts, audit::Audit, console::Console,
+        credits::CreditsProjection, runner, runs::Runs,
+    };
+    let store = Arc::new(EmbeddedStore::open(dir.join("store"))?);
+    let written = benches::history::write(&store, 50, events, 0.1).await?;
+    let es: Arc<dyn EventStore> = store.clone();
+    let mut out = Vec::new();
+    for (i, name) in [
+        Accounts::NAME,
+        Audit::NAME,
+        Console::NAME,
+        CreditsProjection::NAME,
+        Runs::NAME,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let db = sled::Config::new()
+            .path(dir.join(format!("fresh-{i}")))
+            .open()?;
+        let start = Instant::now();
+        let h: ProjectionHandle = match name {
+            "accounts" => runner::spawn(es.clone(), db, Accounts::default)?,
+            "audit" => runner::spawn(es.clone(), db, Audit::default)?,
+            "console" => runner::spawn(es.clone(), db, Console::default)?,
+            "credits" => runner::spawn(es.clone(), db, CreditsProjection::default)?,
+            _ => runner::spawn(es.clone(), db, Runs::default)?,
+        };
+        h.wait_for(written.events, Duration::from_secs(3_600))
+            .await?;
+        out.push((name, written.events as f64 / start.elapsed().as_secs_f64()));
+        h.stop().await;
+    }
+    Ok(out)
 }
