@@ -153,41 +153,36 @@ pub fn after_billing(
     ids: &[Uuid],
 ) -> Vec<FollowUp> {
     let mut out = Vec::new();
+    // One plan grant per decision (a fallback plan change and its renewal grant once),
+    // keyed by the first event that caused it; seat-only changes grant nothing.
+    if let Some((amount, expires_at)) = billing.plan_credit_grant(events) {
+        let cause = events.iter().zip(ids).find(|(e, _)| {
+            matches!(
+                e,
+                Event::SubscriptionPlanChanged(_) | Event::SubscriptionRenewed(_)
+            )
+        });
+        if let Some((_, id)) = cause {
+            out.push(FollowUp::GrantCredits {
+                org,
+                grant_id: derived_id(*id, 1),
+                amount,
+                source: GrantSource::Plan,
+                expires_at: Some(expires_at),
+            });
+        }
+    }
     for (e, id) in events.iter().zip(ids) {
-        match e {
-            Event::SubscriptionPlanChanged(_) | Event::SubscriptionRenewed(_) => {
-                let plan = billing.plan();
-                let renewed_here = events
-                    .iter()
-                    .any(|e| matches!(e, Event::SubscriptionRenewed(_)));
-                // A plan change and a renewal in one decision grant once, for the renewal.
-                if matches!(e, Event::SubscriptionPlanChanged(_)) && renewed_here {
-                    continue;
-                }
-                if plan.credits_per_period.is_zero() {
-                    continue;
-                }
-                let expires_at = billing.subscription.as_ref().map(|s| s.period_end);
-                out.push(FollowUp::GrantCredits {
-                    org,
-                    grant_id: derived_id(*id, 1),
-                    amount: plan.credits_per_period,
-                    source: GrantSource::Plan,
-                    expires_at,
-                });
-            }
-            Event::InvoicePaid(p) => {
-                if let Some(amount) = billing.credits_bought_by(p.invoice_id) {
-                    out.push(FollowUp::GrantCredits {
-                        org,
-                        grant_id: derived_id(*id, 2),
-                        amount,
-                        source: GrantSource::Purchase,
-                        expires_at: None,
-                    });
-                }
-            }
-            _ => {}
+        if let Event::InvoicePaid(p) = e
+            && let Some(amount) = billing.credits_bought_by(p.invoice_id)
+        {
+            out.push(FollowUp::GrantCredits {
+                org,
+                grant_id: derived_id(*id, 2),
+                amount,
+                source: GrantSource::Purchase,
+                expires_at: None,
+            });
         }
     }
     out
@@ -256,6 +251,65 @@ mod tests {
                 trigger_id: TRIGGER,
                 run_id: RUN
             }]
+        );
+    }
+
+    #[test]
+    fn a_plan_change_grants_its_credits_once_and_a_seat_change_grants_nothing() {
+        use crate::billing::BillingCommand;
+        use crate::context::{Actor, Context};
+        use crate::permissions::Permission;
+        let now = crate::aggregate::testing::now();
+        let system = Context::system(now, 1);
+        let manager = Context::new(
+            now,
+            Actor::User(Uuid::from_u128(1)),
+            Permission::ALL.iter().copied().collect(),
+            2,
+        );
+        let mut b = Billing::default();
+        b.execute(
+            &BillingCommand::StartSubscription {
+                plan: "free".into(),
+                seats: 5,
+            },
+            &system,
+        )
+        .unwrap();
+        let change = b
+            .execute(
+                &BillingCommand::ChangePlan {
+                    plan: "team".into(),
+                    seats: 3,
+                    seats_used: 1,
+                },
+                &manager,
+            )
+            .unwrap();
+        let ids: Vec<Uuid> = (0..change.len() as u128)
+            .map(|i| Uuid::from_u128(700 + i))
+            .collect();
+        let f = after_billing(ORG, &b, &change, &ids);
+        assert!(
+            matches!(f.as_slice(), [FollowUp::GrantCredits { amount, source: GrantSource::Plan, .. }] if *amount == Credits(10_000)),
+            "{f:?}"
+        );
+        let seats = b
+            .execute(
+                &BillingCommand::ChangePlan {
+                    plan: "team".into(),
+                    seats: 4,
+                    seats_used: 1,
+                },
+                &manager,
+            )
+            .unwrap();
+        let ids: Vec<Uuid> = (0..seats.len() as u128)
+            .map(|i| Uuid::from_u128(800 + i))
+            .collect();
+        assert!(
+            after_billing(ORG, &b, &seats, &ids).is_empty(),
+            "seats alone grant nothing"
         );
     }
 
