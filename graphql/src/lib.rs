@@ -1,3 +1,30 @@
-//! Orgline's GraphQL API and HTTP server.
+//! Orgline's GraphQL API: the contract of `shared/design/schema.graphql` served over
+//! HTTP and WebSocket by axum, with sign-in, tokens, permissions, limits and metrics.
+//! It holds no business rules: resolvers authorize, hand commands to the domain's
+//! deciders through the stream writers, and read the projections.
 //!
-//! Not built yet: this crate is the subject of issue 5.
+//! # Layout
+//! - [`service`]: the application core — access checks, the write path (decide →
+//!   append → follow-ups → read-your-writes), the read models.
+//! - [`writer`]: one task per active stream; commands decided in batches (group commit).
+//! - [`auth`]: credentials kept out of the log (Argon2id, hashed tokens, throttling).
+//! - [`schema`]: query, mutation (per area), subscription, types, scalars.
+//! - [`server`]: the axum router, limits, GraphiQL, health, metrics.
+//! - [`files`], [`pdf`]: audit-log exports and invoice PDFs.
+//! - [`error`]: the codes of `extensions.code`.
+
+pub mod auth;
+pub mod demo;
+pub mod error;
+pub mod files;
+pub mod metrics;
+pub mod pdf;
+pub mod schema;
+pub mod serve;
+pub mod server;
+pub mod service;
+pub mod writer;
+
+pub use schema::{OrglineSchema, sdl};
+pub use server::router;
+pub use service::{Config, Service};

@@ -6,6 +6,11 @@
 //! # Layout (tree `console`)
 //! - `o/{org}` → `Organization` · `g/{org}` → `Billing`
 //! - `b/{org}/{bot}` → `Bot` · `t/{org}/{trigger}` → `Trigger` · `a/{org}/{app}` → `App`
+//! - `i/{org}/{invitation}` → [`InvitationMeta`]
+//! - `m/{id}` → [`EntityMeta`]: the envelope times the aggregates do not keep (a bot's
+//!   registration and last status report, a trigger's last fire, an app's versions)
+//! - `x/{id}` → org id: which organization a bot, trigger, app or invitation belongs to
+//!   (the API resolves `botId`, `triggerId`, `appId`, `invitationId` inputs with it)
 //!
 //! Runs are not here: they are high volume and belong to the run history.
 //! Documents touched by a batch are kept in memory and written once, at commit.
@@ -34,6 +39,31 @@ pub struct InvitationMeta {
     pub created_at: time::OffsetDateTime,
 }
 
+/// One app version as the Developer Center lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct VersionMeta {
+    pub version: String,
+    pub notes: Option<String>,
+    pub visibility: domain::events::Visibility,
+    #[serde(with = "time::serde::rfc3339")]
+    pub published_at: time::OffsetDateTime,
+}
+
+/// When things happened to a bot, trigger or app (from event envelopes).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct EntityMeta {
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub created_at: Option<time::OffsetDateTime>,
+    /// Bots: the last status report.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_seen_at: Option<time::OffsetDateTime>,
+    /// Triggers: the last fire.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_fired_at: Option<time::OffsetDateTime>,
+    /// Apps: every version published, in order.
+    pub versions: Vec<VersionMeta>,
+}
+
 /// The documents of one batch, by key, with the aggregate they hold.
 #[derive(Default)]
 pub struct Console {
@@ -49,6 +79,14 @@ fn key(prefix: char, org: &Uuid, id: Option<&str>) -> Vec<u8> {
         Some(id) => format!("{prefix}/{org}/{id}").into_bytes(),
         None => format!("{prefix}/{org}").into_bytes(),
     }
+}
+
+fn meta_key(id: &str) -> Vec<u8> {
+    format!("m/{id}").into_bytes()
+}
+
+fn owner_key(id: &str) -> Vec<u8> {
+    format!("x/{id}").into_bytes()
 }
 
 /// Folds `event` into the cached document under `key`, loading it first if needed.
@@ -81,7 +119,7 @@ fn write<A: Serialize>(
 
 impl Projection for Console {
     const NAME: &'static str = "console";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
 
     fn apply(&mut self, e: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
         let Some(org) = e.org() else { return Ok(()) };
@@ -104,6 +142,39 @@ impl Projection for Console {
                 created_at: e.meta.occurred_at,
             };
             tx.put_json(key('i', &org, Some(&i.invitation_id.to_string())), &meta)?;
+            tx.insert(owner_key(&i.invitation_id.to_string()), org.to_string());
+        }
+        if category != "organization" && category != "billing" {
+            if e.version == 0 {
+                tx.insert(owner_key(id), org.to_string());
+            }
+            let at = e.meta.occurred_at;
+            let mk = meta_key(id);
+            let touched = match &event {
+                domain::Event::BotRegistered(_)
+                | domain::Event::TriggerCreated(_)
+                | domain::Event::AppCreated(_) => Some(None),
+                domain::Event::BotStatusChanged(_) => Some(Some(0)),
+                domain::Event::TriggerFired(_) => Some(Some(1)),
+                domain::Event::AppVersionPublished(_) => Some(Some(2)),
+                _ => None,
+            };
+            if let Some(what) = touched {
+                let mut m: EntityMeta = tx.get_json(&mk)?.unwrap_or_default();
+                match (what, &event) {
+                    (None, _) => m.created_at = Some(at),
+                    (Some(0), _) => m.last_seen_at = Some(at),
+                    (Some(1), _) => m.last_fired_at = Some(at),
+                    (_, domain::Event::AppVersionPublished(v)) => m.versions.push(VersionMeta {
+                        version: v.version.clone(),
+                        notes: v.notes.clone(),
+                        visibility: v.visibility,
+                        published_at: at,
+                    }),
+                    _ => {}
+                }
+                tx.put_json(mk, &m)?;
+            }
         }
         match category {
             "organization" => fold(&mut self.orgs, key('o', &org, None), tx, &event),
@@ -155,6 +226,18 @@ pub mod query {
         Ok(out)
     }
 
+    /// The organization a bot, trigger, app or invitation belongs to.
+    pub fn owner_of(tree: &sled::Tree, id: Uuid) -> Result<Option<Uuid>, ProjectionError> {
+        Ok(tree
+            .get(owner_key(&id.to_string()))?
+            .and_then(|v| String::from_utf8_lossy(&v).parse().ok()))
+    }
+
+    /// Envelope times of a bot, trigger or app.
+    pub fn meta(tree: &sled::Tree, id: Uuid) -> Result<EntityMeta, ProjectionError> {
+        Ok(get(tree, &meta_key(&id.to_string()))?.unwrap_or_default())
+    }
+
     pub fn organization(
         tree: &sled::Tree,
         org: Uuid,
@@ -176,6 +259,34 @@ pub mod query {
 
     pub fn bot(tree: &sled::Tree, org: Uuid, id: Uuid) -> Result<Option<Bot>, ProjectionError> {
         Ok(get::<Bot>(tree, &key('b', &org, Some(&id.to_string())))?.filter(|b| !b.deleted))
+    }
+
+    /// A bot, deleted or not (runs and the audit trail still name deleted bots).
+    pub fn bot_any(tree: &sled::Tree, org: Uuid, id: Uuid) -> Result<Option<Bot>, ProjectionError> {
+        get(tree, &key('b', &org, Some(&id.to_string())))
+    }
+
+    /// A trigger, deleted or not.
+    pub fn trigger_any(
+        tree: &sled::Tree,
+        org: Uuid,
+        id: Uuid,
+    ) -> Result<Option<Trigger>, ProjectionError> {
+        get(tree, &key('t', &org, Some(&id.to_string())))
+    }
+
+    /// An app.
+    pub fn app(tree: &sled::Tree, org: Uuid, id: Uuid) -> Result<Option<App>, ProjectionError> {
+        get(tree, &key('a', &org, Some(&id.to_string())))
+    }
+
+    /// Who sent an invitation and when.
+    pub fn invitation_meta(
+        tree: &sled::Tree,
+        org: Uuid,
+        id: Uuid,
+    ) -> Result<Option<InvitationMeta>, ProjectionError> {
+        get(tree, &key('i', &org, Some(&id.to_string())))
     }
 
     pub fn triggers(tree: &sled::Tree, org: Uuid) -> Result<Vec<(Uuid, Trigger)>, ProjectionError> {
@@ -288,11 +399,23 @@ pub mod query {
         let Some(o) = organization(console, org)? else {
             return Ok((Vec::new(), false, 0));
         };
+        members_of(&o, accounts, kind, search, first, after)
+    }
+
+    /// [`members`] over an organization already loaded (live, or as it was).
+    pub fn members_of(
+        o: &Organization,
+        accounts: &sled::Tree,
+        kind: Option<domain::events::MemberKind>,
+        search: Option<&str>,
+        first: usize,
+        after: Option<Uuid>,
+    ) -> Result<(Vec<MemberRow>, bool, usize), ProjectionError> {
         let needle = search
             .map(|s| s.trim().to_lowercase())
             .filter(|s| !s.is_empty());
         let mut matching = Vec::new();
-        for (id, m) in o.members {
+        for (&id, m) in &o.members {
             if kind.is_some_and(|k| k != m.kind) {
                 continue;
             }
@@ -302,6 +425,7 @@ pub mod query {
                 .map(|u| u.email)
                 .or_else(|| m.email.clone())
                 .unwrap_or_default();
+            let m = m.clone();
             if let Some(n) = &needle
                 && !alias.to_lowercase().starts_with(n.as_str())
                 && !email.starts_with(n.as_str())

@@ -1,0 +1,132 @@
+//! The API's one error type: a code from the contract (`extensions.code`) and a message
+//! fit for the client. Internal causes are logged, never sent.
+
+use domain::{DomainError, ErrorKind};
+use projections::ProjectionError;
+use store::StoreError;
+
+/// `ErrorCode` of the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, async_graphql::Enum)]
+pub enum ErrorCode {
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    BadUserInput,
+    Conflict,
+    LimitExceeded,
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::BadUserInput => "BAD_USER_INPUT",
+            ErrorCode::Conflict => "CONFLICT",
+            ErrorCode::LimitExceeded => "LIMIT_EXCEEDED",
+            ErrorCode::Internal => "INTERNAL",
+        }
+    }
+}
+
+/// What a resolver fails with. Deliberately not `Display`: it converts into
+/// `async_graphql::Error` only through the `From` below, which sets the code.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn unauthenticated(m: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Unauthenticated, m)
+    }
+    pub fn forbidden(m: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Forbidden, m)
+    }
+    pub fn not_found(m: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::NotFound, m)
+    }
+    pub fn bad_input(m: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::BadUserInput, m)
+    }
+    pub fn conflict(m: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::Conflict, m)
+    }
+    pub fn limit(m: impl Into<String>) -> ApiError {
+        ApiError::new(ErrorCode::LimitExceeded, m)
+    }
+    /// An internal failure: the cause is logged here and the client gets a generic message.
+    pub fn internal(cause: impl std::fmt::Display) -> ApiError {
+        tracing::error!(%cause, "internal error");
+        ApiError::new(ErrorCode::Internal, "internal error")
+    }
+}
+
+impl From<DomainError> for ApiError {
+    fn from(e: DomainError) -> ApiError {
+        let code = match e.kind() {
+            ErrorKind::Forbidden => ErrorCode::Forbidden,
+            ErrorKind::NotFound => ErrorCode::NotFound,
+            ErrorKind::BadInput => ErrorCode::BadUserInput,
+            ErrorKind::Conflict => ErrorCode::Conflict,
+            ErrorKind::LimitExceeded => ErrorCode::LimitExceeded,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> ApiError {
+        match e {
+            StoreError::Conflict { .. } | StoreError::IdReused { .. } => {
+                ApiError::conflict(e.to_string())
+            }
+            StoreError::TooLarge { .. } => ApiError::limit(e.to_string()),
+            StoreError::Invalid(_) => ApiError::bad_input(e.to_string()),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<ProjectionError> for ApiError {
+    fn from(e: ProjectionError) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+impl From<sled::Error> for ApiError {
+    fn from(e: sled::Error) -> ApiError {
+        ApiError::internal(e)
+    }
+}
+
+impl From<ApiError> for async_graphql::Error {
+    fn from(e: ApiError) -> async_graphql::Error {
+        let code = e.code.as_str();
+        async_graphql::Error::new(e.message).extend_with(|_, ext| ext.set("code", code))
+    }
+}
+
+use async_graphql::ErrorExtensions as _;
+
+/// The code of an error async-graphql raised itself (parse, validation, limits, input
+/// coercion), which carries none.
+pub fn code_for_engine_error(message: &str) -> ErrorCode {
+    let m = message.to_ascii_lowercase();
+    if m.contains("nested too deep") || m.contains("too complex") || m.contains("too many") {
+        ErrorCode::LimitExceeded
+    } else {
+        ErrorCode::BadUserInput
+    }
+}

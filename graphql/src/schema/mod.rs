@@ -1,0 +1,80 @@
+//! The GraphQL schema: the contract of `shared/design/schema.graphql`, split per area.
+//!
+//! - [`scalars`]: `DateTime`, `Position`, cursors, id parsing, the enums.
+//! - [`types`]: the object types (organization, members, bots, runs, billing, usage, audit).
+//! - [`query`], [`mutation`] (one object per area, merged), [`subscription`].
+
+pub mod mutation;
+pub mod query;
+pub mod scalars;
+pub mod subscription;
+pub mod types;
+
+use crate::error::{ApiError, ApiResult};
+use crate::service::{Access, Service, Viewer};
+use async_graphql::{Context, Schema};
+use std::sync::Arc;
+
+pub type OrglineSchema = Schema<query::Query, mutation::Mutation, subscription::Subscription>;
+
+/// Deepest query accepted.
+pub const DEPTH_MAX: usize = 15;
+/// Most complex query accepted (a field costs 1; a connection multiplies its
+/// children by `first`).
+pub const COMPLEXITY_MAX: usize = 20_000;
+/// Largest page (`first`).
+pub const PAGE_MAX: i32 = 100;
+/// Page size when `first` is not given.
+pub const PAGE_DEFAULT: i32 = 20;
+
+/// The schema, with the service as its data.
+pub fn build(service: Arc<Service>) -> OrglineSchema {
+    Schema::build(
+        query::Query,
+        mutation::Mutation::default(),
+        subscription::Subscription,
+    )
+    .data(service)
+    .register_output_type::<crate::error::ErrorCode>()
+    .limit_depth(DEPTH_MAX)
+    .limit_complexity(COMPLEXITY_MAX)
+    .limit_recursive_depth(64)
+    .limit_directives(50)
+    .finish()
+}
+
+/// The SDL of the schema as served.
+pub fn sdl() -> String {
+    Schema::build(
+        query::Query,
+        mutation::Mutation::default(),
+        subscription::Subscription,
+    )
+    .register_output_type::<crate::error::ErrorCode>()
+    .finish()
+    .sdl()
+}
+
+pub(crate) fn svc<'a>(ctx: &Context<'a>) -> &'a Arc<Service> {
+    ctx.data_unchecked::<Arc<Service>>()
+}
+
+pub(crate) fn viewer<'a>(ctx: &Context<'a>) -> ApiResult<&'a Viewer> {
+    ctx.data::<Viewer>()
+        .map_err(|_| ApiError::unauthenticated("sign in first"))
+}
+
+/// The viewer's access to `org`.
+pub(crate) fn access(ctx: &Context<'_>, org: uuid::Uuid) -> ApiResult<Access> {
+    svc(ctx).access(viewer(ctx)?, org)
+}
+
+/// `first` checked against the page limit.
+pub(crate) fn page_size(first: Option<i32>) -> ApiResult<usize> {
+    match first.unwrap_or(PAGE_DEFAULT) {
+        n if (0..=PAGE_MAX).contains(&n) => Ok(n as usize),
+        n => Err(ApiError::bad_input(format!(
+            "first must be between 0 and {PAGE_MAX}, not {n}"
+        ))),
+    }
+}

@@ -1,0 +1,90 @@
+//! `orgline serve`: opens the store, starts the projections, optionally loads the demo
+//! organization, and serves the API until SIGTERM or Ctrl-C — then stops the
+//! projections (their checkpoints are committed with their last batch) and flushes.
+
+use crate::service::{Config, Service};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use store::{EmbeddedStore, EventStore};
+
+pub struct ServeOptions {
+    pub data: PathBuf,
+    pub listen: SocketAddr,
+    pub demo: bool,
+}
+
+/// Builds the service over an open store.
+pub fn service(store: Arc<EmbeddedStore>, config: Config) -> anyhow::Result<Arc<Service>> {
+    let db = store.db().clone();
+    Service::new(store, db, config).map_err(|e| anyhow::anyhow!("{}", e.message))
+}
+
+/// The configuration from the environment: `ORGLINE_OPERATOR_TOKEN`, `ORGLINE_BASE_URL`.
+pub fn config_from_env() -> Config {
+    Config {
+        operator_token: std::env::var("ORGLINE_OPERATOR_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+        base_url: std::env::var("ORGLINE_BASE_URL").unwrap_or_default(),
+    }
+}
+
+pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&opts.data)?;
+    let store = Arc::new(EmbeddedStore::open(&opts.data)?);
+    let mut demo = None;
+    if opts.demo {
+        demo = Some(crate::demo::ensure(&store).await?);
+    }
+    let config = config_from_env();
+    let has_operator = config.operator_token.is_some();
+    let svc = service(store.clone(), config)?;
+    if let Some(d) = &demo {
+        crate::demo::set_passwords(&svc, d)?;
+    }
+    let listener = tokio::net::TcpListener::bind(opts.listen).await?;
+    let addr = listener.local_addr()?;
+    println!(
+        "Orgline serving {} events from {} on http://{addr}",
+        store.head().await?,
+        opts.data.display()
+    );
+    println!("  GraphiQL  http://{addr}/");
+    println!("  GraphQL   http://{addr}/graphql  (WebSocket subscriptions on the same path)");
+    if !has_operator {
+        println!("  (set ORGLINE_OPERATOR_TOKEN to use `projections` and `rebuildProjection`)");
+    }
+    if let Some(d) = &demo {
+        crate::demo::print(d, addr);
+    }
+    let app = crate::router(svc.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown())
+        .await?;
+    tracing::info!("shutting down: stopping projections");
+    svc.projections.stop().await;
+    svc.db.flush_async().await?;
+    Ok(())
+}
+
+async fn shutdown() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,271 @@
+//! The HTTP server: GraphiQL at `/`, GraphQL at `/graphql` (POST; WebSocket
+//! subscriptions on GET with `graphql-transport-ws` or `graphql-ws`), `/healthz`,
+//! `/readyz`, `/metrics`, the auditors' files and invoice PDFs. Limits: request bodies
+//! (1 MiB, 413), batch size, request time, and the schema's depth and complexity.
+
+use crate::error::{ApiError, ErrorCode, code_for_engine_error};
+use crate::files;
+use crate::schema::OrglineSchema;
+use crate::service::{Principal, Service, Viewer};
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Largest request body.
+pub const BODY_BYTES_MAX: usize = 1024 * 1024;
+/// Most operations in one batched request.
+pub const BATCH_MAX: usize = 10;
+/// Longest a request may take (subscriptions excepted: they live on their socket).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub struct AppState {
+    pub svc: Arc<Service>,
+    pub schema: OrglineSchema,
+}
+
+/// The router of the whole API.
+pub fn router(svc: Arc<Service>) -> Router {
+    let schema = crate::schema::build(svc.clone());
+    let state = AppState { svc, schema };
+    Router::new()
+        .route("/", get(graphiql))
+        .route("/graphql", get(subscriptions).post(graphql))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/organizations/{org}/{file}", get(files::audit_log))
+        .route(
+            "/organizations/{org}/invoices/{file}",
+            get(files::invoice_pdf),
+        )
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(DefaultBodyLimit::max(BODY_BYTES_MAX))
+        .with_state(state)
+}
+
+async fn observe(State(s): State<AppState>, req: Request, next: Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "other".to_owned(), |p| p.as_str().to_owned());
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    s.svc.metrics.record_request(
+        &route,
+        resp.status().as_u16(),
+        start.elapsed().as_secs_f64(),
+    );
+    resp
+}
+
+async fn graphiql() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql")
+            .title("Orgline")
+            .finish(),
+    )
+}
+
+/// Who sent the request: a user session, a bot token, the operator token, or nobody.
+pub fn viewer_of(svc: &Service, token: Option<&str>) -> Viewer {
+    let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
+        return Viewer::anonymous();
+    };
+    if crate::auth::operator_token_matches(token, svc.config.operator_token.as_deref()) {
+        return Viewer {
+            principal: Principal::Operator,
+            bad_token: false,
+        };
+    }
+    let found = if token.starts_with("olb_") {
+        svc.creds
+            .bot_of_token(token)
+            .ok()
+            .flatten()
+            .map(|k| Principal::Bot {
+                bot_id: k.bot_id,
+                org: k.org,
+            })
+    } else {
+        svc.creds
+            .session(token, Service::now())
+            .ok()
+            .flatten()
+            .map(|s| Principal::User {
+                user_id: s.user_id,
+                session_id: s.session_id,
+            })
+    };
+    match found {
+        Some(principal) => Viewer {
+            principal,
+            bad_token: false,
+        },
+        None => Viewer {
+            principal: Principal::Anonymous,
+            bad_token: true,
+        },
+    }
+}
+
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
+/// A GraphQL-shaped error response.
+pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Response {
+    (
+        status,
+        Json(serde_json::json!({
+            "errors": [{ "message": message, "extensions": { "code": code.as_str() } }]
+        })),
+    )
+        .into_response()
+}
+
+/// Every error gets an `extensions.code`: the engine's own (syntax, validation, limits,
+/// input coercion) carry none.
+fn with_codes(mut resp: async_graphql::Response) -> async_graphql::Response {
+    for e in &mut resp.errors {
+        let ext = e.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", code_for_engine_error(&e.message).as_str());
+        }
+    }
+    resp
+}
+
+async fn graphql(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let request: async_graphql::BatchRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUserInput,
+                &format!("the body is not a GraphQL request in JSON: {e}"),
+            );
+        }
+    };
+    let request = match request {
+        async_graphql::BatchRequest::Batch(b) if b.len() > BATCH_MAX => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::LimitExceeded,
+                &format!("a batch holds at most {BATCH_MAX} operations"),
+            );
+        }
+        async_graphql::BatchRequest::Batch(b) if b.is_empty() => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUserInput,
+                "an empty batch",
+            );
+        }
+        r => r,
+    };
+    let viewer = viewer_of(&s.svc, bearer(&headers));
+    let resp = match request.data(viewer) {
+        async_graphql::BatchRequest::Single(r) => {
+            async_graphql::BatchResponse::Single(with_codes(s.schema.execute(r).await))
+        }
+        async_graphql::BatchRequest::Batch(rs) => {
+            let mut out = Vec::with_capacity(rs.len());
+            for r in rs {
+                out.push(with_codes(s.schema.execute(r).await));
+            }
+            async_graphql::BatchResponse::Batch(out)
+        }
+    };
+    match serde_json::to_vec(&resp) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => {
+            let e = ApiError::internal(e);
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code, &e.message)
+        }
+    }
+}
+
+/// WebSocket subscriptions. The token comes in the `connection_init` payload
+/// (`{"Authorization": "Bearer …"}`, `{"authorization": …}` or `{"token": …}`) or in the
+/// upgrade request's `Authorization` header.
+async fn subscriptions(
+    State(s): State<AppState>,
+    headers: HeaderMap,
+    protocol: Result<GraphQLProtocol, StatusCode>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let (Ok(protocol), Ok(upgrade)) = (protocol, upgrade) else {
+        return error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::BadUserInput,
+            "POST GraphQL requests to /graphql; GET is for WebSocket subscriptions",
+        );
+    };
+    let header_token = bearer(&headers).map(str::to_owned);
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| {
+            let svc = s.svc.clone();
+            GraphQLWebSocket::new(socket, s.schema.clone(), protocol)
+                .on_connection_init(move |payload| async move {
+                    let from_payload = ["Authorization", "authorization", "token"]
+                        .iter()
+                        .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
+                        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned());
+                    let token = from_payload.or(header_token);
+                    let viewer = viewer_of(&svc, token.as_deref());
+                    let mut data = async_graphql::Data::default();
+                    data.insert(viewer);
+                    Ok(data)
+                })
+                .serve()
+        })
+}
+
+async fn readyz(State(s): State<AppState>) -> Response {
+    let statuses = s.svc.projections.statuses();
+    let live = statuses
+        .iter()
+        .all(|p| p.state == projections::ProjectionState::Live);
+    let body = serde_json::json!({
+        "ready": live,
+        "projections": statuses.iter().map(|p| serde_json::json!({
+            "name": p.name, "state": p.state.name(), "position": p.position, "lag": p.lag,
+        })).collect::<Vec<_>>(),
+    });
+    let status = if live {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body)).into_response()
+}
+
+async fn metrics(State(s): State<AppState>) -> Response {
+    let text = s.svc.metrics.render(&s.svc.projections.statuses());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
