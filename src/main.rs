@@ -48,6 +48,20 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Jsonl)]
         format: Format,
     },
+    /// Serve the GraphQL API (GraphiQL at `/`, the endpoint at `/graphql`).
+    /// `ORGLINE_OPERATOR_TOKEN` sets the operator token.
+    Serve {
+        /// The store's data directory (created if missing).
+        #[arg(long, default_value = "orgline-data")]
+        data: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// Load the demo organization into an empty store and print its sign-in details.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Print the GraphQL schema (SDL) the server serves.
+    Schema,
     /// Rebuild projections from the start of the log, with a progress bar.
     Rebuild {
         #[arg(long)]
@@ -84,6 +98,17 @@ fn main() -> ExitCode {
             format,
         } => report(export(&data, org, from, to, &types, format)),
         Command::Rebuild { data, projection } => report(rebuild(&data, projection.as_deref())),
+        Command::Serve { data, listen, demo } => report(runtime().and_then(|rt| {
+            rt.block_on(graphql::serve::run(graphql::serve::ServeOptions {
+                data,
+                listen,
+                demo,
+            }))
+        })),
+        Command::Schema => {
+            print!("{}", graphql::sdl());
+            ExitCode::SUCCESS
+        }
     }
 }
 

@@ -153,32 +153,31 @@ fn with_codes(mut resp: async_graphql::Response) -> async_graphql::Response {
 }
 
 async fn graphql(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let request: async_graphql::BatchRequest = match serde_json::from_slice(&body) {
-        Ok(r) => r,
-        Err(e) => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadUserInput,
-                &format!("the body is not a GraphQL request in JSON: {e}"),
-            );
-        }
+    let bad = |m: &str| error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, m);
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return bad(&format!("the body is not JSON: {e}")),
     };
-    let request = match request {
-        async_graphql::BatchRequest::Batch(b) if b.len() > BATCH_MAX => {
+    match &value {
+        serde_json::Value::Array(a) if a.is_empty() => return bad("an empty batch"),
+        serde_json::Value::Array(a) if a.len() > BATCH_MAX => {
             return error_response(
                 StatusCode::BAD_REQUEST,
                 ErrorCode::LimitExceeded,
                 &format!("a batch holds at most {BATCH_MAX} operations"),
             );
         }
-        async_graphql::BatchRequest::Batch(b) if b.is_empty() => {
-            return error_response(
-                StatusCode::BAD_REQUEST,
-                ErrorCode::BadUserInput,
-                "an empty batch",
+        serde_json::Value::Array(a) if a.iter().all(|r| r.get("query").is_some()) => {}
+        serde_json::Value::Object(o) if o.contains_key("query") => {}
+        _ => {
+            return bad(
+                "a GraphQL request is {\"query\": …, \"variables\": …} (or a batch of them)",
             );
         }
-        r => r,
+    }
+    let request: async_graphql::BatchRequest = match serde_json::from_value(value) {
+        Ok(r) => r,
+        Err(e) => return bad(&format!("the body is not a GraphQL request: {e}")),
     };
     let viewer = viewer_of(&s.svc, bearer(&headers));
     let resp = match request.data(viewer) {

@@ -21,7 +21,7 @@ pub type OrglineSchema = Schema<query::Query, mutation::Mutation, subscription::
 pub const DEPTH_MAX: usize = 15;
 /// Most complex query accepted (a field costs 1; a connection multiplies its
 /// children by `first`).
-pub const COMPLEXITY_MAX: usize = 20_000;
+pub const COMPLEXITY_MAX: usize = 5_000;
 /// Largest page (`first`).
 pub const PAGE_MAX: i32 = 100;
 /// Page size when `first` is not given.

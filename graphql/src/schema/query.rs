@@ -89,10 +89,10 @@ impl Query {
         &self,
         ctx: &Context<'_>,
         filter: Option<EventFilter>,
-        #[graphql(default = 100)] first: i32,
+        #[graphql(default = 100)] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<EventConnection> {
-        Ok(events(ctx, filter.unwrap_or_default(), first, after).await?)
+        Ok(events(ctx, filter.unwrap_or_default(), first.unwrap_or(100), after).await?)
     }
 
     /// Every projection's status. Operator token only.

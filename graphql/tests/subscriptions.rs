@@ -1,0 +1,196 @@
+//! Subscriptions over a real WebSocket: `graphql-transport-ws` (and legacy `graphql-ws`).
+
+mod common;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn connect(s: &common::Server, protocol: &str, token: &str) -> Ws {
+    let mut req = format!("ws://{}/graphql", s.addr)
+        .into_client_request()
+        .expect("request");
+    req.headers_mut()
+        .insert("Sec-WebSocket-Protocol", protocol.parse().expect("header"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect");
+    send(&mut ws, json!({ "type": "connection_init", "payload": { "Authorization": format!("Bearer {token}") } })).await;
+    let ack = recv(&mut ws).await;
+    assert_eq!(ack["type"], json!("connection_ack"), "{ack}");
+    ws
+}
+
+async fn send(ws: &mut Ws, v: Value) {
+    ws.send(Message::Text(v.to_string().into()))
+        .await
+        .expect("send");
+}
+
+/// The next protocol message that is not a keep-alive.
+async fn recv(ws: &mut Ws) -> Value {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("a message within 20 s")
+            .expect("open")
+            .expect("ok");
+        if let Message::Text(t) = msg {
+            let v: Value = serde_json::from_str(&t).expect("json");
+            if v["type"] == json!("ka") || v["type"] == json!("ping") {
+                continue;
+            }
+            return v;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_tail_delivers_every_new_entry_in_log_order() {
+    let s = common::Server::start().await;
+    let (owner, _) = s.sign_up("owner@a.test", "Owner").await;
+    let org = s.create_org(&owner, "A").await;
+    let mut ws = connect(&s, "graphql-transport-ws", &owner).await;
+    send(&mut ws, json!({ "id": "1", "type": "subscribe", "payload": {
+        "query": "subscription($o: ID!) { auditLogTail(organizationId: $o) { position action actor { kind id } } }",
+        "variables": { "o": org } } })).await;
+    let mut runs = connect(&s, "graphql-transport-ws", &owner).await;
+    send(
+        &mut runs,
+        json!({ "id": "r", "type": "subscribe", "payload": {
+        "query": "subscription($o: ID!) { runUpdated(organizationId: $o) { id status task } }",
+        "variables": { "o": org } } }),
+    )
+    .await;
+    // Give the subscriptions a moment to start following the log.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = s.head().await;
+    // Writes: a profile change, a bot, its status, a plan, a run.
+    s.ok(Some(&owner), "mutation($o: ID!) { updateOrganizationProfile(input: {organizationId: $o, tagline: \"t\"}) { position } }", json!({ "o": org })).await;
+    let d = s.ok(Some(&owner), "mutation($o: ID!) { registerBot(input: {organizationId: $o, name: \"b\"}) { bot { id } botToken } }", json!({ "o": org })).await;
+    let bot = d["registerBot"]["bot"]["id"]
+        .as_str()
+        .expect("bot")
+        .to_owned();
+    let token = d["registerBot"]["botToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    s.ok(
+        Some(&token),
+        "mutation($b: ID!) { reportBotStatus(input: {botId: $b, status: BUSY}) { position } }",
+        json!({ "b": bot }),
+    )
+    .await;
+    s.ok(Some(&owner), "mutation($o: ID!) { changePlan(input: {organizationId: $o, plan: \"team\", seats: 5}) { position } }", json!({ "o": org })).await;
+    let d = s
+        .ok(
+            Some(&token),
+            "mutation($b: ID!) { startRun(input: {botId: $b, task: \"x\"}) { run { id } } }",
+            json!({ "b": bot }),
+        )
+        .await;
+    let run = d["startRun"]["run"]["id"].as_str().expect("run").to_owned();
+    s.ok(
+        Some(&token),
+        "mutation($r: ID!) { completeRun(input: {runId: $r, credits: \"5\"}) { position } }",
+        json!({ "r": run }),
+    )
+    .await;
+    let after = s.head().await;
+    // What the org's log holds in between, read back through the events query.
+    let d = s
+        .ok(Some(&owner), "query($o: ID!, $f: Position!) { events(filter: {organizationId: $o, fromPosition: $f}, first: 100) { edges { node { position type } } } }",
+            json!({ "o": org, "f": (before + 1).to_string() }))
+        .await;
+    let expected: Vec<(String, String)> = d["events"]["edges"]
+        .as_array()
+        .expect("edges")
+        .iter()
+        .map(|e| {
+            (
+                e["node"]["position"].as_str().expect("p").to_owned(),
+                e["node"]["type"].as_str().expect("t").to_owned(),
+            )
+        })
+        .filter(|(p, _)| p.parse::<u64>().expect("position") <= after)
+        .collect();
+    assert!(expected.len() >= 8, "{expected:?}");
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let m = recv(&mut ws).await;
+        assert_eq!(m["type"], json!("next"), "{m}");
+        let e = &m["payload"]["data"]["auditLogTail"];
+        got.push((
+            e["position"].as_str().expect("p").to_owned(),
+            e["action"].as_str().expect("a").to_owned(),
+        ));
+    }
+    assert_eq!(got, expected, "every entry, in log order, none skipped");
+    // The run's two updates arrive on the other socket, resolved from the run history.
+    let first = recv(&mut runs).await;
+    assert_eq!(
+        first["payload"]["data"]["runUpdated"]["id"],
+        json!(run),
+        "{first}"
+    );
+    let second = recv(&mut runs).await;
+    assert_eq!(
+        second["payload"]["data"]["runUpdated"]["status"],
+        json!("COMPLETED"),
+        "{second}"
+    );
+    send(&mut ws, json!({ "id": "1", "type": "complete" })).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_check_permissions_and_speak_the_legacy_protocol() {
+    let s = common::Server::start().await;
+    let (owner, _) = s.sign_up("owner@a.test", "Owner").await;
+    let org = s.create_org(&owner, "A").await;
+    let (member, _) = s.sign_up("m@a.test", "M").await;
+    s.join(&owner, &org, "m@a.test", &member, "MEMBER").await;
+    // A member may not tail the audit log.
+    let mut ws = connect(&s, "graphql-transport-ws", &member).await;
+    send(&mut ws, json!({ "id": "1", "type": "subscribe", "payload": {
+        "query": "subscription($o: ID!) { auditLogTail(organizationId: $o) { position } }", "variables": { "o": org } } })).await;
+    let m = recv(&mut ws).await;
+    // Execution errors arrive as `next` with errors (`error` is for invalid documents).
+    assert_eq!(m["type"], json!("next"), "{m}");
+    assert_eq!(
+        m["payload"]["errors"][0]["extensions"]["code"],
+        json!("FORBIDDEN"),
+        "{m}"
+    );
+    assert_eq!(m["payload"]["data"], json!(null), "{m}");
+    // The legacy protocol: bot status changes.
+    let mut legacy = connect(&s, "graphql-ws", &owner).await;
+    send(&mut legacy, json!({ "id": "7", "type": "start", "payload": {
+        "query": "subscription($o: ID!) { botStatusChanged(organizationId: $o) { name status } }", "variables": { "o": org } } })).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let d = s.ok(Some(&owner), "mutation($o: ID!) { registerBot(input: {organizationId: $o, name: \"b\"}) { bot { id } botToken } }", json!({ "o": org })).await;
+    let bot = d["registerBot"]["bot"]["id"]
+        .as_str()
+        .expect("bot")
+        .to_owned();
+    let token = d["registerBot"]["botToken"]
+        .as_str()
+        .expect("token")
+        .to_owned();
+    s.ok(
+        Some(&token),
+        "mutation($b: ID!) { reportBotStatus(input: {botId: $b, status: ONLINE}) { position } }",
+        json!({ "b": bot }),
+    )
+    .await;
+    let m = recv(&mut legacy).await;
+    assert_eq!(m["type"], json!("data"), "{m}");
+    assert_eq!(
+        m["payload"]["data"]["botStatusChanged"],
+        json!({ "name": "b", "status": "ONLINE" })
+    );
+}
