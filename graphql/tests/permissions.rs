@@ -121,7 +121,7 @@ async fn every_console_field_answers_each_kind_of_viewer_as_its_permissions_say(
         for (field, perm) in FIELDS {
             let query = format!("query($o: ID!) {{ organization(id: $o) {{ {field} }} }}");
             let body = s.gql(*token, &query, json!({ "o": org })).await;
-            let allowed = perm.is_none_or(|p| holds(p));
+            let allowed = perm.is_none_or(holds);
             if allowed {
                 assert!(
                     body.get("errors").is_none(),
