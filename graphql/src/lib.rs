@@ -19,6 +19,7 @@ pub mod error;
 pub mod files;
 pub mod metrics;
 pub mod pdf;
+pub mod process;
 pub mod schema;
 pub mod serve;
 pub mod server;

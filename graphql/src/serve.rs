@@ -43,6 +43,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     if let Some(d) = &demo {
         crate::demo::set_passwords(&svc, d)?;
     }
+    crate::process::spawn(svc.clone()).await?;
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
     println!(

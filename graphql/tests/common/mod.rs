@@ -26,6 +26,9 @@ impl Server {
             base_url: String::new(),
         };
         let svc = graphql::serve::service(store.clone(), config).expect("service");
+        graphql::process::spawn(svc.clone())
+            .await
+            .expect("processes");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
