@@ -1,5 +1,7 @@
 //! `orgline`: the command-line entry point. A thin shell over the workspace's crates.
 
+mod seed;
+
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +64,23 @@ enum Command {
     },
     /// Print the GraphQL schema (SDL) the server serves.
     Schema,
+    /// Write a generated history of realistic organizations into an empty store, with
+    /// a progress bar; prints the demo organization's people to sign in as.
+    Seed {
+        /// The store's data directory (created if missing; must hold no events).
+        #[arg(long)]
+        data: PathBuf,
+        /// demo (one organization), small (~100k events), medium (~1M) or large (~10M).
+        #[arg(long)]
+        scale: fixtures::generator::Scale,
+        /// Seed of the generator's random choices.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// When the history ends (RFC 3339; now when absent). The same seed and end
+        /// write the same history.
+        #[arg(long)]
+        end: Option<String>,
+    },
     /// Rebuild projections from the start of the log, with a progress bar.
     Rebuild {
         #[arg(long)]
@@ -98,6 +117,12 @@ fn main() -> ExitCode {
             format,
         } => report(export(&data, org, from, to, &types, format)),
         Command::Rebuild { data, projection } => report(rebuild(&data, projection.as_deref())),
+        Command::Seed {
+            data,
+            scale,
+            seed,
+            end,
+        } => report(seed::run(&data, scale, seed, end.as_deref())),
         Command::Serve { data, listen, demo } => report(runtime().and_then(|rt| {
             rt.block_on(graphql::serve::run(graphql::serve::ServeOptions {
                 data,
