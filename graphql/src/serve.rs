@@ -35,7 +35,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     let store = Arc::new(EmbeddedStore::open(&opts.data)?);
     let mut demo = None;
     if opts.demo {
-        demo = Some(crate::demo::ensure(&store).await?);
+        demo = crate::demo::ensure(&store).await?;
     }
     let config = config_from_env();
     let has_operator = config.operator_token.is_some();
