@@ -14,6 +14,7 @@
 //! - [`error`]: the codes of `extensions.code`.
 
 pub mod auth;
+pub mod cache;
 pub mod demo;
 pub mod error;
 pub mod files;

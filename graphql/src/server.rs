@@ -180,6 +180,19 @@ async fn graphql(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         Err(e) => return bad(&format!("the body is not a GraphQL request: {e}")),
     };
     let viewer = viewer_of(&s.svc, bearer(&headers));
+    // A query's whole response is kept until a read model moves (see `cache`).
+    let cache_key = match &request {
+        async_graphql::BatchRequest::Single(r) if crate::cache::is_query(&r.query) => {
+            Some(format!("{:?}", viewer.principal))
+        }
+        _ => None,
+    };
+    let generation = s.svc.read_generation();
+    if let Some(key) = &cache_key
+        && let Some(hit) = s.svc.responses.get(key, &body, generation)
+    {
+        return ([(header::CONTENT_TYPE, "application/json")], hit).into_response();
+    }
     let resp = match request.data(viewer) {
         async_graphql::BatchRequest::Single(r) => {
             async_graphql::BatchResponse::Single(with_codes(s.schema.execute(r).await))
@@ -192,8 +205,15 @@ async fn graphql(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
             async_graphql::BatchResponse::Batch(out)
         }
     };
+    let cacheable = cache_key.is_some() && resp.is_ok();
     match serde_json::to_vec(&resp) {
-        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Ok(out) => {
+            let out = Bytes::from(out);
+            if let (true, Some(key)) = (cacheable, cache_key) {
+                s.svc.responses.put(key, body, generation, out.clone());
+            }
+            ([(header::CONTENT_TYPE, "application/json")], out).into_response()
+        }
         Err(e) => {
             let e = ApiError::internal(e);
             error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code, &e.message)

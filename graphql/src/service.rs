@@ -188,6 +188,10 @@ pub struct Service {
     /// Organizations as the console read model holds them, with the console position
     /// they were read at: valid until the console moves.
     org_cache: Mutex<HashMap<Uuid, (u64, Arc<Organization>)>>,
+    /// The accounts read model's document of each organization, likewise.
+    members_cache: Mutex<HashMap<Uuid, (u64, Arc<projections::accounts::OrgMembers>)>>,
+    /// Whole query responses (see `server::graphql`).
+    pub responses: crate::cache::ResponseCache,
     /// Positions whose follow-ups a mutation already carried out (the process manager
     /// skips them).
     pub followed: Mutex<HashSet<u64>>,
@@ -217,6 +221,8 @@ impl Service {
             config,
             metrics: crate::metrics::Metrics::default(),
             org_cache: Mutex::new(HashMap::new()),
+            members_cache: Mutex::new(HashMap::new()),
+            responses: crate::cache::ResponseCache::default(),
             followed: Mutex::new(HashSet::new()),
         }))
     }
@@ -246,6 +252,46 @@ impl Service {
             cache.insert(org, (at, doc.clone()));
         }
         Ok(Some(doc))
+    }
+
+    /// The organization's document in the accounts read model (roles, members with
+    /// their join times).
+    pub fn org_members(
+        &self,
+        org: Uuid,
+    ) -> ApiResult<Option<Arc<projections::accounts::OrgMembers>>> {
+        let accounts = &self.projections.accounts;
+        let at = accounts.position();
+        if let Ok(cache) = self.members_cache.lock()
+            && let Some((p, doc)) = cache.get(&org)
+            && *p == at
+        {
+            return Ok(Some(doc.clone()));
+        }
+        let Some(doc) = projections::accounts::query::organization(&accounts.tree(), org)? else {
+            return Ok(None);
+        };
+        let doc = Arc::new(doc);
+        if let Ok(mut cache) = self.members_cache.lock() {
+            if cache.len() > 10_000 {
+                cache.clear();
+            }
+            cache.insert(org, (at, doc.clone()));
+        }
+        Ok(Some(doc))
+    }
+
+    /// The positions of every read model: a response computed at these positions stays
+    /// right until one of them moves.
+    pub fn read_generation(&self) -> [u64; 5] {
+        let p = &self.projections;
+        [
+            p.accounts.position(),
+            p.console.position(),
+            p.audit.position(),
+            p.credits.position(),
+            p.runs.position(),
+        ]
     }
 
     /// What `viewer` may do in `org`; `NOT_FOUND` when the org does not exist or the

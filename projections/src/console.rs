@@ -414,30 +414,46 @@ pub mod query {
         let needle = search
             .map(|s| s.trim().to_lowercase())
             .filter(|s| !s.is_empty());
+        let row =
+            |id: Uuid, m: &domain::organization::Member| -> Result<MemberRow, ProjectionError> {
+                let user = crate::accounts::query::user(accounts, id)?;
+                let alias = user.as_ref().map(|u| u.alias.clone()).unwrap_or_default();
+                let email = user
+                    .map(|u| u.email)
+                    .or_else(|| m.email.clone())
+                    .unwrap_or_default();
+                Ok(MemberRow {
+                    user_id: id,
+                    alias,
+                    email,
+                    member: m.clone(),
+                })
+            };
+        let of_kind = o
+            .members
+            .iter()
+            .filter(|(_, m)| kind.is_none_or(|k| k == m.kind));
+        let Some(n) = needle else {
+            // No search: count, then read the accounts of the page only (O(page)).
+            let total = of_kind.clone().count();
+            let mut page = Vec::with_capacity(first);
+            let mut has_next = false;
+            let rest = of_kind.filter(|(id, _)| after.is_none_or(|a| **id > a));
+            for (&id, m) in rest {
+                if page.len() == first {
+                    has_next = true;
+                    break;
+                }
+                page.push(row(id, m)?);
+            }
+            return Ok((page, has_next, total));
+        };
         let mut matching = Vec::new();
-        for (&id, m) in &o.members {
-            if kind.is_some_and(|k| k != m.kind) {
-                continue;
+        for (&id, m) in of_kind {
+            let r = row(id, m)?;
+            if r.alias.to_lowercase().starts_with(n.as_str()) || r.email.starts_with(n.as_str()) {
+                matching.push(r);
             }
-            let user = crate::accounts::query::user(accounts, id)?;
-            let alias = user.as_ref().map(|u| u.alias.clone()).unwrap_or_default();
-            let email = user
-                .map(|u| u.email)
-                .or_else(|| m.email.clone())
-                .unwrap_or_default();
-            let m = m.clone();
-            if let Some(n) = &needle
-                && !alias.to_lowercase().starts_with(n.as_str())
-                && !email.starts_with(n.as_str())
-            {
-                continue;
-            }
-            matching.push(MemberRow {
-                user_id: id,
-                alias,
-                email,
-                member: m,
-            });
         }
         let total = matching.len();
         let start = after.map_or(0, |a| matching.partition_point(|r| r.user_id <= a));

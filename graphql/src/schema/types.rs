@@ -346,7 +346,7 @@ impl OrgNode {
             first,
             after,
         )?;
-        let joined = accounts::query::organization(&accounts_tree, self.access.org)?;
+        let joined = svc.org_members(self.access.org)?;
         let items = rows
             .into_iter()
             .map(|r| {

@@ -1,0 +1,60 @@
+//! Whole responses of queries, the CQRS way: a query's answer is a function of the read
+//! models' positions, the viewer and the request, so it is kept until a read model
+//! moves (or a second passes: a few fields derive from the clock, such as an
+//! invitation's EXPIRED). A hit costs a hash lookup instead of parsing and executing.
+
+use axum::body::Bytes;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Entries kept at most; the cache is emptied when full.
+pub const ENTRIES_MAX: usize = 10_000;
+/// Longest an entry is served, even if no read model moved.
+pub const TTL: Duration = Duration::from_secs(1);
+/// Largest response kept.
+pub const RESPONSE_BYTES_MAX: usize = 256 * 1024;
+
+struct Entry {
+    generation: [u64; 5],
+    at: Instant,
+    body: Bytes,
+}
+
+#[derive(Default)]
+pub struct ResponseCache {
+    entries: Mutex<HashMap<(String, Bytes), Entry>>,
+}
+
+impl ResponseCache {
+    /// The response kept for `viewer`'s `request` at `generation`, if any.
+    pub fn get(&self, viewer: &str, request: &Bytes, generation: [u64; 5]) -> Option<Bytes> {
+        let entries = self.entries.lock().ok()?;
+        let e = entries.get(&(viewer.to_owned(), request.clone()))?;
+        (e.generation == generation && e.at.elapsed() < TTL).then(|| e.body.clone())
+    }
+
+    pub fn put(&self, viewer: String, request: Bytes, generation: [u64; 5], body: Bytes) {
+        if body.len() > RESPONSE_BYTES_MAX {
+            return;
+        }
+        if let Ok(mut entries) = self.entries.lock() {
+            if entries.len() >= ENTRIES_MAX {
+                entries.clear();
+            }
+            entries.insert(
+                (viewer, request),
+                Entry {
+                    generation,
+                    at: Instant::now(),
+                    body,
+                },
+            );
+        }
+    }
+}
+
+/// Whether a request's text can only be a query (no mutation, no subscription).
+pub fn is_query(text: &str) -> bool {
+    !text.contains("mutation") && !text.contains("subscription")
+}
