@@ -4,4 +4,5 @@
 //! (The full fixture generator — Zipf-sized orgs through the domain's deciders — is
 //! issue 6; this one writes the shapes the workloads need, fast.)
 
+pub mod api;
 pub mod history;

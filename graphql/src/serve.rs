@@ -27,6 +27,7 @@ pub fn config_from_env() -> Config {
             .ok()
             .filter(|t| !t.is_empty()),
         base_url: std::env::var("ORGLINE_BASE_URL").unwrap_or_default(),
+        response_cache: std::env::var("ORGLINE_RESPONSE_CACHE").map_or(true, |v| v != "0"),
     }
 }
 

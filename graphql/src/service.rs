@@ -29,6 +29,9 @@ pub struct Config {
     pub operator_token: Option<String>,
     /// Public base URL used in `Invoice.downloadUrl` (empty: a path relative to the server).
     pub base_url: String,
+    /// Keep whole query responses until a read model moves (`ORGLINE_RESPONSE_CACHE=0`
+    /// turns it off).
+    pub response_cache: bool,
 }
 
 /// The built-in read models.
@@ -190,11 +193,27 @@ pub struct Service {
     org_cache: Mutex<HashMap<Uuid, (u64, Arc<Organization>)>>,
     /// The accounts read model's document of each organization, likewise.
     members_cache: Mutex<HashMap<Uuid, (u64, Arc<projections::accounts::OrgMembers>)>>,
+    /// Other read-model documents, by (kind, org), with the position they were read at.
+    docs: Mutex<HashMap<(u8, Uuid), (u64, AnyDoc)>>,
     /// Whole query responses (see `server::graphql`).
     pub responses: crate::cache::ResponseCache,
     /// Positions whose follow-ups a mutation already carried out (the process manager
     /// skips them).
     pub followed: Mutex<HashSet<u64>>,
+}
+
+/// A cached read-model document of any type.
+type AnyDoc = Arc<dyn std::any::Any + Send + Sync>;
+
+/// How many members hold each role.
+pub fn role_counts(org: &Organization) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for m in org.members.values() {
+        for r in &m.roles {
+            *counts.entry(r.clone()).or_insert(0) += 1;
+        }
+    }
+    counts
 }
 
 fn store_actor(a: domain::Actor) -> store::Actor {
@@ -222,6 +241,7 @@ impl Service {
             metrics: crate::metrics::Metrics::default(),
             org_cache: Mutex::new(HashMap::new()),
             members_cache: Mutex::new(HashMap::new()),
+            docs: Mutex::new(HashMap::new()),
             responses: crate::cache::ResponseCache::default(),
             followed: Mutex::new(HashSet::new()),
         }))
@@ -279,6 +299,63 @@ impl Service {
             cache.insert(org, (at, doc.clone()));
         }
         Ok(Some(doc))
+    }
+
+    /// A document of a read model, loaded once per position of that read model.
+    pub fn cached<T: Send + Sync + 'static>(
+        &self,
+        kind: u8,
+        org: Uuid,
+        position: u64,
+        load: impl FnOnce() -> ApiResult<T>,
+    ) -> ApiResult<Arc<T>> {
+        if let Ok(docs) = self.docs.lock()
+            && let Some((p, doc)) = docs.get(&(kind, org))
+            && *p == position
+            && let Ok(doc) = doc.clone().downcast::<T>()
+        {
+            return Ok(doc);
+        }
+        let doc = Arc::new(load()?);
+        if let Ok(mut docs) = self.docs.lock() {
+            if docs.len() > 10_000 {
+                docs.clear();
+            }
+            docs.insert((kind, org), (position, doc.clone()));
+        }
+        Ok(doc)
+    }
+
+    /// The organization's bots (deleted ones left out), from the console read model.
+    pub fn bots(&self, org: Uuid) -> ApiResult<Arc<Vec<(Uuid, domain::bot::Bot)>>> {
+        let c = &self.projections.console;
+        self.cached(1, org, c.position(), || {
+            Ok(projections::console::query::bots(&c.tree(), org)?)
+        })
+    }
+
+    /// The organization's billing, from the console read model.
+    pub fn billing(&self, org: Uuid) -> ApiResult<Arc<domain::billing::Billing>> {
+        let c = &self.projections.console;
+        self.cached(2, org, c.position(), || {
+            Ok(projections::console::query::billing(&c.tree(), org)?)
+        })
+    }
+
+    /// The organization's credits, from the credits read model.
+    pub fn credits(&self, org: Uuid) -> ApiResult<Arc<projections::credits::CreditsDoc>> {
+        let c = &self.projections.credits;
+        self.cached(3, org, c.position(), || {
+            Ok(projections::credits::query::doc(&c.tree(), org)?)
+        })
+    }
+
+    /// How many members hold each role of `org` (as the console holds it now).
+    pub fn role_counts(&self, org: &Organization) -> Arc<HashMap<String, usize>> {
+        let id = org.id.unwrap_or_default();
+        let c = &self.projections.console;
+        self.cached(4, id, c.position(), || Ok(role_counts(org)))
+            .unwrap_or_else(|_| Arc::new(role_counts(org)))
     }
 
     /// The positions of every read model: a response computed at these positions stays

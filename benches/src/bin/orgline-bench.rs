@@ -51,6 +51,13 @@ enum Workload {
     P6,
     /// Time travel: `organization(asOf:)` for an organization with 100k events.
     P7,
+    /// The console query over HTTP, 64 connections, an org of 1,000 members (whole
+    /// responses cached until a read model moves, as the server runs by default).
+    P4,
+    /// P4 with the response cache off: every request parsed and executed.
+    P4Uncached,
+    /// `consumeCredits` over HTTP from 64 bots of one org; the balance checked after.
+    P5,
     /// Every workload above, in order.
     All,
 }
@@ -179,6 +186,43 @@ fn main() -> Result<()> {
                     ms,
                     "ms",
                     &format!("org_events=100000 target_ms=200 met={}", ms < 200.0),
+                );
+            }
+            Workload::P4 | Workload::P4Uncached => {
+                let store = Arc::new(EmbeddedStore::open(&dir)?);
+                let (org, _) = benches::api::seed_p4(&store)?;
+                let cached = w == Workload::P4;
+                let (load, members) = benches::api::p4(store, org, cli.seconds as f64, cached)?;
+                let rps = load.per_second();
+                result(
+                    if cached { "P4" } else { "P4-uncached" },
+                    rps,
+                    "requests/s",
+                    &format!(
+                        "p50_ms={:.2} p99_ms={:.2} errors={} members={members} connections=64 target=10000 target_p99_ms=10 met={}",
+                        load.p50_ms,
+                        load.p99_ms,
+                        load.errors,
+                        rps >= 10_000.0 && load.p99_ms < 10.0
+                    ),
+                );
+            }
+            Workload::P5 => {
+                let store = Arc::new(EmbeddedStore::open(&dir)?);
+                let (load, exact, balance) = benches::api::p5(store, cli.seconds as f64)?;
+                let rps = load.per_second();
+                result(
+                    "P5",
+                    rps,
+                    "mutations/s",
+                    &format!(
+                        "p50_ms={:.2} p99_ms={:.2} acknowledged={} errors={} balance={balance} balance_exact={exact} connections=64 target=5000 met={}",
+                        load.p50_ms,
+                        load.p99_ms,
+                        load.requests,
+                        load.errors,
+                        rps >= 5_000.0 && exact
+                    ),
                 );
             }
             Workload::All => {}

@@ -54,7 +54,7 @@ impl Query {
         let org = uuid("id", &id)?;
         let access = access(ctx, org)?;
         let Some(point) = as_of else {
-            return Ok(Some(OrgNode { access, past: None }));
+            return Ok(Some(OrgNode::live(access)));
         };
         let point = match (point.position, point.at) {
             (Some(p), None) => Point::Position(p.0),
@@ -77,10 +77,10 @@ impl Query {
                 None => crate::service::Service::now(),
             },
         };
-        Ok(Some(OrgNode {
+        Ok(Some(OrgNode::new(
             access,
-            past: Some(Arc::new(Past { snapshot, at })),
-        }))
+            Some(Arc::new(Past { snapshot, at })),
+        )))
     }
 
     /// The log itself, for analysts: events of the organizations where the viewer holds

@@ -142,7 +142,7 @@ impl UserNode {
                 })
                 .collect();
             out.push(Membership {
-                organization: OrgNode { access, past: None },
+                organization: OrgNode::live(access),
                 kind: m.kind.into(),
                 roles,
                 joined_at: m.joined_at.into(),
@@ -173,6 +173,23 @@ pub struct Past {
 pub struct OrgNode {
     pub access: Access,
     pub past: Option<Arc<Past>>,
+    /// Members per role, computed once per node.
+    pub counts: Arc<std::sync::OnceLock<Arc<std::collections::HashMap<String, usize>>>>,
+}
+
+impl OrgNode {
+    pub fn live(access: Access) -> OrgNode {
+        OrgNode::new(access, None)
+    }
+
+    pub fn new(access: Access, past: Option<Arc<Past>>) -> OrgNode {
+        let counts = Arc::new(std::sync::OnceLock::new());
+        OrgNode {
+            access,
+            past,
+            counts,
+        }
+    }
 }
 
 impl OrgNode {
@@ -188,23 +205,24 @@ impl OrgNode {
         self.past.as_ref().map_or_else(Service::now, |p| p.at)
     }
 
-    pub fn billing(&self, svc: &Service) -> ApiResult<domain::billing::Billing> {
+    pub fn billing(&self, svc: &Service) -> ApiResult<Arc<domain::billing::Billing>> {
         Ok(match &self.past {
-            Some(p) => p.snapshot.billing.clone(),
-            None => console::billing(&svc.projections.console.tree(), self.access.org)?,
+            Some(p) => Arc::new(p.snapshot.billing.clone()),
+            None => svc.billing(self.access.org)?,
         })
     }
 
-    fn bot_list(&self, svc: &Service) -> ApiResult<Vec<(Uuid, domain::bot::Bot)>> {
+    fn bot_list(&self, svc: &Service) -> ApiResult<Arc<Vec<(Uuid, domain::bot::Bot)>>> {
         Ok(match &self.past {
-            Some(p) => p
-                .snapshot
-                .bots
-                .iter()
-                .filter(|(_, b)| !b.deleted)
-                .map(|(id, b)| (*id, b.clone()))
-                .collect(),
-            None => console::bots(&svc.projections.console.tree(), self.access.org)?,
+            Some(p) => Arc::new(
+                p.snapshot
+                    .bots
+                    .iter()
+                    .filter(|(_, b)| !b.deleted)
+                    .map(|(id, b)| (*id, b.clone()))
+                    .collect(),
+            ),
+            None => svc.bots(self.access.org)?,
         })
     }
 
@@ -223,10 +241,13 @@ impl OrgNode {
 
     pub fn role_nodes(&self, ids: impl IntoIterator<Item = String>) -> Vec<RoleNode> {
         let org = self.org();
+        let counts = self
+            .counts
+            .get_or_init(|| Arc::new(crate::service::role_counts(org)));
         ids.into_iter()
             .filter_map(|id| {
                 org.roles.get(&id).map(|r| RoleNode {
-                    member_count: org.member_count_of(&id),
+                    member_count: counts.get(&id).copied().unwrap_or(0),
                     role: r.clone(),
                     id,
                 })
@@ -420,9 +441,9 @@ impl OrgNode {
         let first = page_size(first)?;
         let after: Option<Uuid> = parse_cursor("bot", after.as_deref())?;
         let svc = svc(ctx);
-        let matching: Vec<(Uuid, domain::bot::Bot)> = self
-            .bot_list(svc)?
-            .into_iter()
+        let all = self.bot_list(svc)?;
+        let matching: Vec<&(Uuid, domain::bot::Bot)> = all
+            .iter()
             .filter(|(_, b)| status.is_none_or(|s| BotStatus::from(b.status) == s))
             .filter(|(_, b)| enabled.is_none_or(|e| b.enabled == e))
             .collect();
@@ -450,7 +471,7 @@ impl OrgNode {
         self.access.require(Permission::BotsRead)?;
         let id = uuid("id", &id)?;
         let svc = svc(ctx);
-        let Some((_, bot)) = self.bot_list(svc)?.into_iter().find(|(b, _)| *b == id) else {
+        let Some((_, bot)) = self.bot_list(svc)?.iter().find(|(b, _)| *b == id).cloned() else {
             return Ok(None);
         };
         Ok(Some(BotNode {
@@ -582,12 +603,12 @@ impl OrgNode {
     ) -> async_graphql::Result<Option<BillingInformation>> {
         self.access.require(Permission::BillingRead)?;
         let b = self.billing(svc(ctx))?;
-        let i = b.info;
+        let i = &b.info;
         Ok(Some(BillingInformation {
-            company: i.company,
-            tax_id: i.tax_id,
-            address: i.address,
-            email: i.email,
+            company: i.company.clone(),
+            tax_id: i.tax_id.clone(),
+            address: i.address.clone(),
+            email: i.email.clone(),
         }))
     }
 
@@ -1356,7 +1377,7 @@ impl UsageNode {
     async fn grants(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<CreditGrant>> {
         let grants = match &self.past {
             Some(p) => p.snapshot.ledger.grants.clone(),
-            None => self.doc(svc(ctx))?.grants,
+            None => self.doc(svc(ctx))?.grants.clone(),
         };
         Ok(grants
             .into_iter()

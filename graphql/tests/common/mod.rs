@@ -24,6 +24,7 @@ impl Server {
         let config = graphql::Config {
             operator_token: Some(OPERATOR.into()),
             base_url: String::new(),
+            response_cache: true,
         };
         let svc = graphql::serve::service(store.clone(), config).expect("service");
         graphql::process::spawn(svc.clone())

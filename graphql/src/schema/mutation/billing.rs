@@ -288,10 +288,7 @@ impl BillingMutation {
         )
         .await?;
         Ok(OrganizationPayload {
-            organization: OrgNode {
-                access: access(ctx, a.org)?,
-                past: None,
-            },
+            organization: OrgNode::live(access(ctx, a.org)?),
             position: Position(position),
         })
     }

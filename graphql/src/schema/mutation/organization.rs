@@ -121,10 +121,7 @@ async fn org_command(
         .mutate::<Organization>(&streams::organization(org), &a, command)
         .await?;
     Ok(OrganizationPayload {
-        organization: OrgNode {
-            access: access(ctx, org)?,
-            past: None,
-        },
+        organization: OrgNode::live(access(ctx, org)?),
         position: Position(out.position),
     })
 }
@@ -146,10 +143,7 @@ async fn org_result(
 }
 
 fn live(ctx: &Context<'_>, org: Uuid) -> ApiResult<OrgNode> {
-    Ok(OrgNode {
-        access: access(ctx, org)?,
-        past: None,
-    })
+    Ok(OrgNode::live(access(ctx, org)?))
 }
 
 #[Object]

@@ -1,0 +1,319 @@
+//! P4 and P5: the real server on loopback, loaded over HTTP by 64 connections.
+//!
+//! The server runs on its own two-thread runtime; the load runs on a one-thread runtime
+//! in the same process (the machine has two cores: client and server share them, as
+//! they would with `wrk`).
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use store::EmbeddedStore;
+
+/// Connections (and concurrent requests) of P4 and P5.
+pub const CONNECTIONS: usize = 64;
+
+/// What a load run measured.
+#[derive(Debug, Clone)]
+pub struct Load {
+    pub requests: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+impl Load {
+    pub fn per_second(&self) -> f64 {
+        self.requests as f64 / self.seconds
+    }
+}
+
+/// A running server: its URL and the runtime that serves it.
+pub struct Server {
+    pub url: String,
+    pub svc: Arc<graphql::Service>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Server {
+    pub fn start(store: Arc<EmbeddedStore>, response_cache: bool) -> Result<Server> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let (svc, url) = runtime.block_on(async {
+            let config = graphql::Config {
+                operator_token: None,
+                base_url: String::new(),
+                response_cache,
+            };
+            let svc = graphql::serve::service(store, config)?;
+            graphql::process::spawn(svc.clone()).await?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+            let url = format!("http://{}", listener.local_addr()?);
+            let app = graphql::router(svc.clone());
+            tokio::spawn(async move {
+                let _ = axum::serve(listener, app).await;
+            });
+            for h in svc.projections.all() {
+                h.wait_for(svc_head(&svc).await?, Duration::from_secs(600))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            anyhow::Ok((svc, url))
+        })?;
+        Ok(Server { url, svc, runtime })
+    }
+
+    pub fn stop(self) {
+        self.runtime.shutdown_timeout(Duration::from_secs(5));
+    }
+}
+
+async fn svc_head(svc: &graphql::Service) -> Result<u64> {
+    Ok(svc.store.head().await?)
+}
+
+fn client() -> Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .pool_max_idle_per_host(CONNECTIONS)
+        .build()?)
+}
+
+async fn post(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    body: &Value,
+) -> Result<Value> {
+    let mut r = http.post(format!("{url}/graphql")).json(body);
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    Ok(r.send().await?.json().await?)
+}
+
+async fn ok(
+    http: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    query: &str,
+    vars: Value,
+) -> Result<Value> {
+    let v = post(
+        http,
+        url,
+        token,
+        &json!({ "query": query, "variables": vars }),
+    )
+    .await?;
+    if v.get("errors").is_some() {
+        bail!("{query}: {v}");
+    }
+    Ok(v["data"].clone())
+}
+
+/// Runs `CONNECTIONS` loops for `seconds`, each sending `request(connection, n)`.
+fn drive(
+    seconds: f64,
+    request: impl Fn(usize, u64) -> (Option<String>, Value) + Send + Sync + 'static,
+    url: String,
+) -> Result<Load> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let http = client()?;
+        let request = Arc::new(request);
+        let start = Instant::now();
+        let end = start + Duration::from_secs_f64(seconds);
+        let mut tasks = Vec::new();
+        for c in 0..CONNECTIONS {
+            let (http, request, url) = (http.clone(), request.clone(), url.clone());
+            tasks.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                let mut errors = 0u64;
+                let mut n = 0u64;
+                while Instant::now() < end {
+                    let (token, body) = request(c, n);
+                    n += 1;
+                    let t = Instant::now();
+                    match post(&http, &url, token.as_deref(), &body).await {
+                        Ok(v) if v.get("errors").is_none() => {
+                            lat.push(t.elapsed().as_micros() as u32)
+                        }
+                        _ => errors += 1,
+                    }
+                }
+                (lat, errors)
+            }));
+        }
+        let mut all = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            let (lat, e) = t.await?;
+            all.extend(lat);
+            errors += e;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        all.sort_unstable();
+        let pct = |p: f64| {
+            all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+                .map_or(0.0, |us| f64::from(*us) / 1000.0)
+        };
+        Ok(Load {
+            requests: all.len() as u64,
+            errors,
+            seconds,
+            p50_ms: pct(0.50),
+            p99_ms: pct(0.99),
+        })
+    })
+}
+
+/// P4's organization: one org of ~1,000 members from the history generator, and its
+/// owner's password set. Returns the org id and the owner's email.
+pub fn seed_p4(store: &Arc<EmbeddedStore>) -> Result<(uuid::Uuid, usize)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let params = fixtures::generator::Params {
+            orgs: 1,
+            members_max: 1_000,
+            events: 40_000,
+            days: 30,
+            demo: false,
+        };
+        let summary = fixtures::generator::generate_with(
+            store,
+            &params,
+            7,
+            time::OffsetDateTime::now_utc(),
+            &|_| {},
+        )
+        .await?;
+        let org = *summary.orgs.first().context("an organization")?;
+        Ok((org, summary.users.len()))
+    })
+}
+
+const P4_QUERY: &str = "query($o: ID!) { organization(id: $o) { overview { seats { used total } bots { total enabled online } creditBalance } members(first: 20) { totalCount edges { cursor node { alias email kind joinedAt roles { name } } } } } }";
+
+/// P4: the console query against an org of ~1,000 members. Returns the load and the
+/// members the org has.
+pub fn p4(
+    store: Arc<EmbeddedStore>,
+    org: uuid::Uuid,
+    seconds: f64,
+    response_cache: bool,
+) -> Result<(Load, i64)> {
+    let server = Server::start(store, response_cache)?;
+    let url = server.url.clone();
+    // The owner signs in with a password set for the benchmark.
+    let doc = server
+        .svc
+        .org_doc(org)
+        .map_err(|e| anyhow::anyhow!(e.message))?
+        .context("the org")?;
+    let owner = doc.owners().next().context("an owner")?;
+    let account =
+        projections::accounts::query::user(&server.svc.projections.accounts.tree(), owner)?
+            .context("the owner's account")?;
+    let phc =
+        graphql::auth::hash_password("bench-password").map_err(|e| anyhow::anyhow!(e.message))?;
+    server
+        .svc
+        .creds
+        .reserve_email(&account.email, owner)
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    server
+        .svc
+        .creds
+        .set_password_hash(owner, &phc)
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (token, members) = rt.block_on(async {
+        let http = client()?;
+        let d = ok(&http, &url, None, "mutation($e: String!) { signIn(input: {email: $e, password: \"bench-password\"}) { token } }", json!({ "e": account.email })).await?;
+        let token = d["signIn"]["token"].as_str().context("token")?.to_owned();
+        let d = ok(&http, &url, Some(&token), P4_QUERY, json!({ "o": org })).await?;
+        let members = d["organization"]["members"]["totalCount"].as_i64().unwrap_or(0);
+        anyhow::Ok((token, members))
+    })?;
+    drop(rt);
+    let body = json!({ "query": P4_QUERY, "variables": { "o": org } });
+    let load = drive(
+        seconds,
+        move |_, _| (Some(token.clone()), body.clone()),
+        url,
+    )?;
+    server.stop();
+    Ok((load, members))
+}
+
+/// P5: 64 bots consuming credits of one org through `consumeCredits`. Returns the load
+/// and whether the final balance is exactly the grant minus what was acknowledged.
+pub fn p5(store: Arc<EmbeddedStore>, seconds: f64) -> Result<(Load, bool, String)> {
+    let server = Server::start(store, true)?;
+    let url = server.url.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    const GRANT: u64 = 1_000_000_000;
+    let (owner, org, bots) = rt.block_on(async {
+        let http = client()?;
+        let d = ok(&http, &url, None, "mutation { signUp(input: {email: \"owner@p5.test\", alias: \"Owner\", password: \"bench-password\"}) { token } }", json!({})).await?;
+        let owner = d["signUp"]["token"].as_str().context("token")?.to_owned();
+        let d = ok(&http, &url, Some(&owner), "mutation { createOrganization(input: {name: \"Hot\", adminAlias: \"A\", adminEmail: \"a@p5.test\"}) { organization { id } } }", json!({})).await?;
+        let org = d["createOrganization"]["organization"]["id"].as_str().context("org")?.to_owned();
+        ok(&http, &url, Some(&owner), "mutation($o: ID!, $a: String!) { grantCredits(input: {organizationId: $o, amount: $a, source: \"adjustment\"}) { position } }", json!({ "o": org, "a": GRANT.to_string() })).await?;
+        let mut bots = Vec::new();
+        for i in 0..CONNECTIONS {
+            let d = ok(&http, &url, Some(&owner), "mutation($o: ID!, $n: String!) { registerBot(input: {organizationId: $o, name: $n}) { bot { id } botToken } }", json!({ "o": org, "n": format!("bot-{i}") })).await?;
+            bots.push((
+                d["registerBot"]["bot"]["id"].as_str().context("bot")?.to_owned(),
+                d["registerBot"]["botToken"].as_str().context("token")?.to_owned(),
+            ));
+        }
+        anyhow::Ok((owner, org, bots))
+    })?;
+    let query = "mutation($o: ID!, $b: ID!, $k: String!) { consumeCredits(input: {organizationId: $o, amount: \"1\", botId: $b, key: $k}) { position } }";
+    let org2 = org.clone();
+    let load = drive(
+        seconds,
+        move |c, n| {
+            let (bot, token) = &bots[c];
+            (
+                Some(token.clone()),
+                json!({ "query": query, "variables": { "o": org2, "b": bot, "k": format!("{c}-{n}") } }),
+            )
+        },
+        url.clone(),
+    )?;
+    let balance = rt.block_on(async {
+        let http = client()?;
+        let d = ok(
+            &http,
+            &url,
+            Some(&owner),
+            "query($o: ID!) { organization(id: $o) { usage { balance consumed } } }",
+            json!({ "o": org }),
+        )
+        .await?;
+        anyhow::Ok(
+            d["organization"]["usage"]["balance"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        )
+    })?;
+    drop(rt);
+    server.stop();
+    let exact = balance == (GRANT - load.requests).to_string();
+    Ok((load, exact, balance))
+}
