@@ -58,3 +58,40 @@ impl ResponseCache {
 pub fn is_query(text: &str) -> bool {
     !text.contains("mutation") && !text.contains("subscription")
 }
+
+/// Parsed documents by query text: clients send the same few queries over and over,
+/// and parsing is a fifth of a small query's cost. Depth, directive and validation
+/// checks still run on every request.
+#[derive(Default)]
+pub struct ParsedQueries {
+    docs: Mutex<HashMap<String, async_graphql::parser::types::ExecutableDocument>>,
+}
+
+/// Documents kept at most, and the longest query text kept.
+pub const PARSED_MAX: usize = 1_000;
+pub const PARSED_TEXT_BYTES_MAX: usize = 16 * 1024;
+
+impl ParsedQueries {
+    /// Gives `request` its parsed document from the cache, or parses and keeps it.
+    /// A query that does not parse is left for the engine to report.
+    pub fn prepare(&self, request: &mut async_graphql::Request) {
+        if request.query.len() > PARSED_TEXT_BYTES_MAX {
+            return;
+        }
+        if let Ok(docs) = self.docs.lock()
+            && let Some(doc) = docs.get(&request.query)
+        {
+            request.set_parsed_query(doc.clone());
+            return;
+        }
+        if let Ok(doc) = async_graphql::parser::parse_query(&request.query) {
+            if let Ok(mut docs) = self.docs.lock() {
+                if docs.len() >= PARSED_MAX {
+                    docs.clear();
+                }
+                docs.insert(request.query.clone(), doc.clone());
+            }
+            request.set_parsed_query(doc);
+        }
+    }
+}

@@ -196,12 +196,14 @@ async fn graphql(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         return ([(header::CONTENT_TYPE, "application/json")], hit).into_response();
     }
     let resp = match request.data(viewer) {
-        async_graphql::BatchRequest::Single(r) => {
+        async_graphql::BatchRequest::Single(mut r) => {
+            s.svc.parsed.prepare(&mut r);
             async_graphql::BatchResponse::Single(with_codes(s.schema.execute(r).await))
         }
         async_graphql::BatchRequest::Batch(rs) => {
             let mut out = Vec::with_capacity(rs.len());
-            for r in rs {
+            for mut r in rs {
+                s.svc.parsed.prepare(&mut r);
                 out.push(with_codes(s.schema.execute(r).await));
             }
             async_graphql::BatchResponse::Batch(out)

@@ -197,6 +197,8 @@ pub struct Service {
     docs: Mutex<HashMap<(u8, Uuid), (u64, AnyDoc)>>,
     /// Whole query responses (see `server::graphql`).
     pub responses: crate::cache::ResponseCache,
+    /// Parsed query documents.
+    pub parsed: crate::cache::ParsedQueries,
     /// Positions whose follow-ups a mutation already carried out (the process manager
     /// skips them).
     pub followed: Mutex<HashSet<u64>>,
@@ -243,6 +245,7 @@ impl Service {
             members_cache: Mutex::new(HashMap::new()),
             docs: Mutex::new(HashMap::new()),
             responses: crate::cache::ResponseCache::default(),
+            parsed: crate::cache::ParsedQueries::default(),
             followed: Mutex::new(HashSet::new()),
         }))
     }

@@ -236,12 +236,15 @@ where
                 }
                 return;
             }
-            let Some(loaded) = self.state.as_ref() else {
+            // The state is taken out while the batch is decided and appended: decisions
+            // apply in place (no copy of a large state such as a ledger's consumed keys),
+            // and a failed append leaves no state behind, so the next batch reloads.
+            let Some(loaded) = self.state.take() else {
                 return;
             };
             let (loaded_version, loaded_position) = (loaded.version, loaded.position);
             // Decide every job against the state as the jobs before it left it.
-            let mut working = loaded.state.clone();
+            let mut working = loaded.state;
             let mut proposed: Vec<ProposedEvent> = Vec::new();
             // Per job: the index range of its events in `proposed`, its events, follow-ups.
             let mut decided: Vec<(usize, usize, Vec<Event>, Vec<FollowUp>)> = Vec::new();
@@ -272,6 +275,11 @@ where
             }
             let live: Vec<Job<A>> = jobs.iter_mut().filter_map(Option::take).collect();
             if proposed.is_empty() {
+                self.state = Some(Loaded {
+                    state: working,
+                    version: loaded_version,
+                    position: loaded_position,
+                });
                 for (job, (_, _, events, follow)) in live.into_iter().zip(decided) {
                     let _ = job.reply.send(Ok(Outcome {
                         events,
