@@ -4,6 +4,7 @@
 //! - [`types`]: the object types (organization, members, bots, runs, billing, usage, audit).
 //! - [`query`], [`mutation`] (one object per area, merged), [`subscription`].
 
+pub mod loaders;
 pub mod mutation;
 pub mod query;
 pub mod scalars;
@@ -34,6 +35,14 @@ pub fn build(service: Arc<Service>) -> OrglineSchema {
         mutation::Mutation::default(),
         subscription::Subscription,
     )
+    .data(loaders::Bots::new(
+        loaders::BotLoader(service.clone()),
+        tokio::spawn,
+    ))
+    .data(loaders::Users::new(
+        loaders::UserLoader(service.clone()),
+        tokio::spawn,
+    ))
     .data(service)
     .register_output_type::<crate::error::ErrorCode>()
     .limit_depth(DEPTH_MAX)

@@ -987,7 +987,18 @@ impl RunNode {
         ID(self.view.id.to_string())
     }
     async fn bot(&self, ctx: &Context<'_>) -> async_graphql::Result<BotNode> {
-        Ok(BotNode::load(svc(ctx), &self.access, self.view.bot_id)?)
+        let key = (self.access.org, self.view.bot_id);
+        let bot = ctx
+            .data_unchecked::<super::loaders::Bots>()
+            .load_one(key)
+            .await?
+            .ok_or_else(|| ApiError::not_found(format!("bot {} not found", key.1)))?;
+        Ok(BotNode {
+            id: key.1,
+            bot,
+            meta: console::meta(&svc(ctx).projections.console.tree(), key.1)?,
+            access: self.access.clone(),
+        })
     }
     async fn task(&self) -> &str {
         &self.view.task
@@ -1100,10 +1111,23 @@ impl AppNode {
         self.app.kind.map_or(AppKind::App, AppKind::from)
     }
     async fn developer(&self, ctx: &Context<'_>) -> async_graphql::Result<UserNode> {
-        Ok(UserNode::load(
-            svc(ctx),
-            self.app.developer_id.unwrap_or_default(),
-        )?)
+        let id = self.app.developer_id.unwrap_or_default();
+        let user = ctx
+            .data_unchecked::<super::loaders::Users>()
+            .load_one(id)
+            .await?;
+        Ok(user.map_or_else(
+            || UserNode {
+                id,
+                email: String::new(),
+                alias: String::new(),
+            },
+            |u| UserNode {
+                id: u.id,
+                email: u.email,
+                alias: u.alias,
+            },
+        ))
     }
     async fn versions(&self) -> Vec<AppVersion> {
         self.meta
@@ -1505,13 +1529,18 @@ impl AuditEntryNode {
     async fn actor(&self, ctx: &Context<'_>) -> async_graphql::Result<Actor> {
         let a = &self.0.meta.actor;
         let svc = svc(ctx);
+        let _ = svc;
         let name = match (a.kind, a.id.parse::<Uuid>(), self.0.org()) {
-            (store::ActorKind::User, Ok(u), _) => {
-                accounts::query::user(&svc.projections.accounts.tree(), u)?.map(|u| u.alias)
-            }
-            (store::ActorKind::Bot, Ok(b), Some(org)) => {
-                console::bot_any(&svc.projections.console.tree(), org, b)?.map(|b| b.name)
-            }
+            (store::ActorKind::User, Ok(u), _) => ctx
+                .data_unchecked::<super::loaders::Users>()
+                .load_one(u)
+                .await?
+                .map(|u| u.alias),
+            (store::ActorKind::Bot, Ok(b), Some(org)) => ctx
+                .data_unchecked::<super::loaders::Bots>()
+                .load_one((org, b))
+                .await?
+                .map(|b| b.name),
             (store::ActorKind::System, _, _) => Some("Orgline".to_owned()),
             _ => None,
         };
