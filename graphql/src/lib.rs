@@ -21,6 +21,7 @@ pub mod files;
 pub mod metrics;
 pub mod pdf;
 pub mod process;
+pub mod scheduler;
 pub mod schema;
 pub mod serve;
 pub mod server;

@@ -45,6 +45,7 @@ pub async fn spawn(svc: Arc<Service>) -> anyhow::Result<tokio::task::JoinHandle<
 }
 
 async fn run(svc: Arc<Service>, tree: sled::Tree, from: u64) {
+    let svc = &svc;
     let mut events = svc.store.subscribe_all(from + 1);
     let mut last_saved = from;
     while let Some(e) = events.next().await {
@@ -60,8 +61,10 @@ async fn run(svc: Arc<Service>, tree: sled::Tree, from: u64) {
             .lock()
             .map(|mut d| d.remove(&e.position))
             .unwrap_or(false);
-        if !done {
-            handle(&svc, &e).await;
+        if e.event_type == "credits.alert_triggered" {
+            tokio::spawn(deliver_alert(svc.clone(), e.clone()));
+        } else if !done {
+            handle(svc, &e).await;
         }
         if e.position >= last_saved + 256 || svc.store.head().await.ok() == Some(e.position) {
             let _ = tree.insert(CHECKPOINT, &e.position.to_le_bytes());
@@ -87,7 +90,7 @@ async fn state_until<A: Aggregate>(svc: &Service, stream: &str, version: u64) ->
     Some(A::replay(&decoded))
 }
 
-async fn handle(svc: &Service, e: &RecordedEvent) {
+async fn handle(svc: &Arc<Service>, e: &RecordedEvent) {
     let Some(org) = e.org() else { return };
     let interesting = matches!(
         e.event_type.as_str(),
@@ -129,5 +132,50 @@ async fn handle(svc: &Service, e: &RecordedEvent) {
                 Err(_) => tokio::time::sleep(Duration::from_millis(50 << attempt)).await,
             }
         }
+    }
+}
+
+/// Posts a fired usage alert to its webhook, if it has one: JSON
+/// `{organizationId, alertId, threshold, balance, occurredAt, position}`, retried with
+/// backoff (at least once: a restart before the checkpoint delivers it again).
+async fn deliver_alert(svc: Arc<Service>, e: RecordedEvent) {
+    let Some(org) = e.org() else { return };
+    let data = e.data_value();
+    let Some(alert) = data
+        .get("alert_id")
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse::<uuid::Uuid>().ok())
+    else {
+        return;
+    };
+    let credits = &svc.projections.credits;
+    if credits
+        .wait_for(e.position, crate::service::WAIT_FOR_PROJECTIONS)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let Ok(doc) = projections::credits::query::doc(&credits.tree(), org) else {
+        return;
+    };
+    let Some(url) = doc.alerts.get(&alert).and_then(|a| a.webhook_url.clone()) else {
+        return;
+    };
+    let body = serde_json::json!({
+        "organizationId": org,
+        "alertId": alert,
+        "threshold": data.get("threshold").map(ToString::to_string),
+        "balance": data.get("balance").map(ToString::to_string),
+        "occurredAt": e.meta.occurred_at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "position": e.position.to_string(),
+    });
+    for attempt in 0..ATTEMPTS {
+        match svc.http.post(&url).json(&body).send().await {
+            Ok(r) if r.status().is_success() => return,
+            Ok(r) => tracing::warn!(status = %r.status(), %url, "usage alert webhook refused"),
+            Err(err) => tracing::warn!(%err, %url, "usage alert webhook failed"),
+        }
+        tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
     }
 }

@@ -45,6 +45,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         crate::demo::set_passwords(&svc, d)?;
     }
     crate::process::spawn(svc.clone()).await?;
+    crate::scheduler::spawn(svc.clone());
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
     println!(

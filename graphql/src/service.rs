@@ -197,6 +197,10 @@ pub struct Service {
     docs: Mutex<HashMap<(u8, Uuid), (u64, AnyDoc)>>,
     /// Whole query responses (see `server::graphql`).
     pub responses: crate::cache::ResponseCache,
+    /// The last heartbeat of every bot not offline: (org, when).
+    pub heartbeats: Mutex<HashMap<Uuid, (Uuid, OffsetDateTime)>>,
+    /// For webhooks.
+    pub http: reqwest::Client,
     /// Parsed query documents.
     pub parsed: crate::cache::ParsedQueries,
     /// Positions whose follow-ups a mutation already carried out (the process manager
@@ -246,6 +250,11 @@ impl Service {
             docs: Mutex::new(HashMap::new()),
             responses: crate::cache::ResponseCache::default(),
             parsed: crate::cache::ParsedQueries::default(),
+            heartbeats: Mutex::new(HashMap::new()),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(5))
+                .build()
+                .map_err(ApiError::internal)?,
             followed: Mutex::new(HashSet::new()),
         }))
     }
@@ -359,6 +368,17 @@ impl Service {
         let c = &self.projections.console;
         self.cached(4, id, c.position(), || Ok(role_counts(org)))
             .unwrap_or_else(|_| Arc::new(role_counts(org)))
+    }
+
+    /// Records a bot's heartbeat (an offline bot has none to watch).
+    pub fn heartbeat(&self, bot: Uuid, org: Uuid, status: domain::events::BotStatus) {
+        if let Ok(mut h) = self.heartbeats.lock() {
+            if status == domain::events::BotStatus::Offline {
+                h.remove(&bot);
+            } else {
+                h.insert(bot, (org, Self::now()));
+            }
+        }
     }
 
     /// The positions of every read model: a response computed at these positions stays

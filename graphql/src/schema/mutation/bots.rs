@@ -173,7 +173,7 @@ async fn run_command(
 
 /// Starts a run of `bot` as `actor`, after the credits check (refused with
 /// `LIMIT_EXCEEDED`, and the refusal recorded, when the balance or the limit stops it).
-async fn start_run(
+pub(crate) async fn start_run(
     svc: &Service,
     a: &Access,
     actor: Actor,
@@ -334,13 +334,17 @@ impl BotMutation {
         ctx: &Context<'_>,
         input: ReportBotStatusInput,
     ) -> async_graphql::Result<BotPayload> {
-        let status = input.status.into();
-        bot_command(ctx, &input.bot_id, BotCommand::ReportStatus { status }).await
+        let status: domain::events::BotStatus = input.status.into();
+        let payload = bot_command(ctx, &input.bot_id, BotCommand::ReportStatus { status }).await?;
+        // A report is also the bot's heartbeat (silent for 2 minutes: offline).
+        let svc = svc(ctx);
+        svc.heartbeat(payload.bot.id, payload.bot.access.org, status);
+        Ok(payload)
     }
 
     /// The bot's own token; disabled bots are refused, and so is a run the credits
     /// cannot pay for (`LIMIT_EXCEEDED`).
-    async fn start_run(
+    pub(crate) async fn start_run(
         &self,
         ctx: &Context<'_>,
         input: StartRunInput,

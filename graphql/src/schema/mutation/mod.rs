@@ -4,7 +4,7 @@
 
 mod account;
 mod billing;
-mod bots;
+pub(crate) mod bots;
 mod organization;
 mod payloads;
 
