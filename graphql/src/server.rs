@@ -48,6 +48,7 @@ pub fn router(svc: Arc<Service>) -> Router {
             get(files::invoice_pdf),
         )
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
