@@ -317,3 +317,125 @@ pub fn p5(store: Arc<EmbeddedStore>, seconds: f64) -> Result<(Load, bool, String
     let exact = balance == (GRANT - load.requests).to_string();
     Ok((load, exact, balance))
 }
+
+/// What P8 and P9 measured.
+#[derive(Debug, Clone)]
+pub struct Restart {
+    /// Events in the store.
+    pub events: u64,
+    /// From opening the store to the first query answered over HTTP (P8).
+    pub first_query_ms: f64,
+    /// Largest resident set of the process during the load (P9).
+    pub rss_max_mb: f64,
+    /// The console-query load P9 ran.
+    pub load: Load,
+}
+
+/// The resident set of this process, in MiB (Linux).
+pub fn rss_mb() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// P8 and P9: a store of `events` events with its projections built is closed; then
+/// the clock starts, the store opens, the server starts and the first console query is
+/// answered over HTTP (P8); then P4's load runs against it while the process's RSS is
+/// sampled (P9).
+pub fn p8_p9(dir: &std::path::Path, events: u64, seconds: f64) -> Result<Restart> {
+    const PASSWORD: &str = "bench-password";
+    // Build: the log, every projection caught up, a session for the busiest org's owner.
+    let (org, token) = {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        rt.block_on(async {
+            let store = Arc::new(EmbeddedStore::open(dir)?);
+            let written = crate::history::write(&store, 50, events, 0.1).await?;
+            let config = graphql::Config {
+                operator_token: None,
+                base_url: String::new(),
+                response_cache: true,
+            };
+            let svc = graphql::serve::service(store.clone(), config)?;
+            let head = svc_head(&svc).await?;
+            for h in svc.projections.all() {
+                h.wait_for(head, Duration::from_secs(3_600))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?;
+            }
+            let owner = *written.users.first().context("a user")?;
+            let org = *written.orgs.first().context("an org")?;
+            let e = |e: graphql::error::ApiError| anyhow::anyhow!(e.message);
+            let phc = graphql::auth::hash_password(PASSWORD).map_err(e)?;
+            svc.creds
+                .reserve_email("p8-owner@bench.test", owner)
+                .map_err(e)?;
+            svc.creds.set_password_hash(owner, &phc).map_err(e)?;
+            let token = svc
+                .creds
+                .open_session(&graphql::auth::Session {
+                    user_id: owner,
+                    session_id: uuid::Uuid::new_v4(),
+                    expires_at: time::OffsetDateTime::now_utc() + time::Duration::days(1),
+                })
+                .map_err(e)?;
+            svc.projections.stop().await;
+            svc.db.flush_async().await?;
+            anyhow::Ok((org, token))
+        })?
+    };
+    // Measure: open, serve, first answer.
+    let start = Instant::now();
+    let store = Arc::new(EmbeddedStore::open(dir)?);
+    let server = Server::start(store, true)?;
+    let url = server.url.clone();
+    let body = json!({ "query": P4_QUERY, "variables": { "o": org } });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let http = client()?;
+        let v = post(&http, &url, Some(&token), &body).await?;
+        if v.get("errors").is_some() || v["data"]["organization"].is_null() {
+            bail!("the first query failed: {v}");
+        }
+        anyhow::Ok(())
+    })?;
+    let first_query_ms = start.elapsed().as_secs_f64() * 1000.0;
+    drop(rt);
+    // P9: RSS under P4's load.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut max = rss_mb();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                max = max.max(rss_mb());
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            max
+        })
+    };
+    let load = drive(
+        seconds,
+        move |_, _| (Some(token.clone()), body.clone()),
+        url,
+    )?;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rss_max_mb = sampler.join().map_err(|_| anyhow::anyhow!("sampler"))?;
+    server.stop();
+    Ok(Restart {
+        events,
+        first_query_ms,
+        rss_max_mb,
+        load,
+    })
+}

@@ -130,3 +130,46 @@ pub fn code_for_engine_error(message: &str) -> ErrorCode {
         ErrorCode::BadUserInput
     }
 }
+
+/// Gives every error of every response an `extensions.code` — over HTTP and over
+/// WebSocket alike: the engine's own errors (syntax, validation, limits, input
+/// coercion) carry none.
+pub struct ErrorCodes;
+
+impl async_graphql::extensions::ExtensionFactory for ErrorCodes {
+    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
+        std::sync::Arc::new(ErrorCodes)
+    }
+}
+
+/// Sets the code of the errors that have none.
+pub fn with_codes(mut resp: async_graphql::Response) -> async_graphql::Response {
+    for e in &mut resp.errors {
+        let ext = e.extensions.get_or_insert_with(Default::default);
+        if ext.get("code").is_none() {
+            ext.set("code", code_for_engine_error(&e.message).as_str());
+        }
+    }
+    resp
+}
+
+#[async_trait::async_trait]
+impl async_graphql::extensions::Extension for ErrorCodes {
+    async fn request(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        next: async_graphql::extensions::NextRequest<'_>,
+    ) -> async_graphql::Response {
+        with_codes(next.run(ctx).await)
+    }
+
+    fn subscribe<'s>(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        stream: futures::stream::BoxStream<'s, async_graphql::Response>,
+        next: async_graphql::extensions::NextSubscribe<'_>,
+    ) -> futures::stream::BoxStream<'s, async_graphql::Response> {
+        use futures::StreamExt as _;
+        next.run(ctx, stream).map(with_codes).boxed()
+    }
+}

@@ -3,7 +3,7 @@
 //! `/readyz`, `/metrics`, the auditors' files and invoice PDFs. Limits: request bodies
 //! (1 MiB, 413), batch size, request time, and the schema's depth and complexity.
 
-use crate::error::{ApiError, ErrorCode, code_for_engine_error};
+use crate::error::{ApiError, ErrorCode};
 use crate::files;
 use crate::schema::OrglineSchema;
 use crate::service::{Principal, Service, Viewer};
@@ -141,17 +141,7 @@ pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Res
         .into_response()
 }
 
-/// Every error gets an `extensions.code`: the engine's own (syntax, validation, limits,
-/// input coercion) carry none.
-fn with_codes(mut resp: async_graphql::Response) -> async_graphql::Response {
-    for e in &mut resp.errors {
-        let ext = e.extensions.get_or_insert_with(Default::default);
-        if ext.get("code").is_none() {
-            ext.set("code", code_for_engine_error(&e.message).as_str());
-        }
-    }
-    resp
-}
+use crate::error::with_codes;
 
 async fn graphql(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     let bad = |m: &str| error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, m);

@@ -167,6 +167,24 @@ async fn subscriptions_check_permissions_and_speak_the_legacy_protocol() {
         "{m}"
     );
     assert_eq!(m["payload"]["data"], json!(null), "{m}");
+    // A document that does not validate gets its code over the socket too.
+    send(
+        &mut ws,
+        json!({ "id": "2", "type": "subscribe", "payload": {
+        "query": "subscription { noSuchField }" } }),
+    )
+    .await;
+    let m = recv(&mut ws).await;
+    let errors = if m["type"] == json!("error") {
+        m["payload"].clone()
+    } else {
+        m["payload"]["errors"].clone()
+    };
+    assert_eq!(
+        errors[0]["extensions"]["code"],
+        json!("BAD_USER_INPUT"),
+        "{m}"
+    );
     // The legacy protocol: bot status changes.
     let mut legacy = connect(&s, "graphql-ws", &owner).await;
     send(&mut legacy, json!({ "id": "7", "type": "start", "payload": {
