@@ -174,7 +174,10 @@ async fn subscriptions_check_permissions_and_speak_the_legacy_protocol() {
         "query": "subscription { noSuchField }" } }),
     )
     .await;
-    let m = recv(&mut ws).await;
+    let mut m = recv(&mut ws).await;
+    while m["id"] != json!("2") {
+        m = recv(&mut ws).await;
+    }
     let errors = if m["type"] == json!("error") {
         m["payload"].clone()
     } else {
