@@ -182,8 +182,20 @@ where
         loop {
             let first = match tokio::time::timeout(IDLE, self.rx.recv()).await {
                 Ok(Some(job)) => job,
-                // Idle or every sender gone: end; the state is reloaded next time.
-                _ => return,
+                Ok(None) => return,
+                Err(_) => {
+                    // Idle: refuse new jobs (their senders start a new task), finish the
+                    // ones that slipped in, end. The state is reloaded next time.
+                    self.rx.close();
+                    let mut late = Vec::new();
+                    while let Ok(j) = self.rx.try_recv() {
+                        late.push(j);
+                    }
+                    if !late.is_empty() {
+                        self.decide_and_append(late).await;
+                    }
+                    return;
+                }
             };
             let mut jobs = vec![first];
             while jobs.len() < BATCH_COMMANDS_MAX {

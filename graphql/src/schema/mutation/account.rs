@@ -109,7 +109,12 @@ impl AccountMutation {
             SecurityPolicy::default().min_password_length,
         )?;
         let user = Uuid::new_v4();
-        if !svc.creds.reserve_email(&email, user)? {
+        // An account of the log (one written by an import or the generator) may have no
+        // credentials yet: its email is taken all the same.
+        let in_log =
+            projections::accounts::query::user_by_email(&svc.projections.accounts.tree(), &email)?
+                .is_some();
+        if in_log || !svc.creds.reserve_email(&email, user)? {
             return Err(ApiError::conflict(format!("an account with email {email} exists")).into());
         }
         let registered = async {
