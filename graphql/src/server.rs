@@ -49,6 +49,14 @@ pub fn router(svc: Arc<Service>) -> Router {
         )
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        // Browser consoles on other origins: tokens travel in the Authorization header,
+        // never in cookies, so any origin may call.
+        .layer(
+            tower_http::cors::CorsLayer::new()
+                .allow_origin(tower_http::cors::Any)
+                .allow_methods([axum::http::Method::GET, axum::http::Method::POST])
+                .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]),
+        )
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             REQUEST_TIMEOUT,
@@ -222,15 +230,12 @@ async fn graphql(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
 async fn subscriptions(
     State(s): State<AppState>,
     headers: HeaderMap,
+    uri: axum::http::Uri,
     protocol: Result<GraphQLProtocol, StatusCode>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let (Ok(protocol), Ok(upgrade)) = (protocol, upgrade) else {
-        return error_response(
-            StatusCode::METHOD_NOT_ALLOWED,
-            ErrorCode::BadUserInput,
-            "POST GraphQL requests to /graphql; GET is for WebSocket subscriptions",
-        );
+        return get_query(&s, &headers, uri.query().unwrap_or_default()).await;
     };
     let header_token = bearer(&headers).map(str::to_owned);
     upgrade
@@ -239,10 +244,15 @@ async fn subscriptions(
             let svc = s.svc.clone();
             GraphQLWebSocket::new(socket, s.schema.clone(), protocol)
                 .on_connection_init(move |payload| async move {
-                    let from_payload = ["Authorization", "authorization", "token"]
-                        .iter()
-                        .find_map(|k| payload.get(*k).and_then(|v| v.as_str()))
-                        .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned());
+                    // `{"Authorization": …}`, `{"token": …}`, or Apollo's `{"headers": {…}}`.
+                    let from = |p: &serde_json::Value| {
+                        ["Authorization", "authorization", "token"]
+                            .iter()
+                            .find_map(|k| p.get(*k).and_then(|v| v.as_str()))
+                            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned())
+                    };
+                    let from_payload =
+                        from(&payload).or_else(|| payload.get("headers").and_then(|h| from(h)));
                     let token = from_payload.or(header_token);
                     let viewer = viewer_of(&svc, token.as_deref());
                     let mut data = async_graphql::Data::default();
@@ -251,6 +261,37 @@ async fn subscriptions(
                 })
                 .serve()
         })
+}
+
+/// `GET /graphql?query=…&variables=…`: queries only (a mutation must be POSTed).
+async fn get_query(s: &AppState, headers: &HeaderMap, query_string: &str) -> Response {
+    let mut request = match async_graphql::http::parse_query_string(query_string) {
+        Ok(r) => r,
+        Err(e) => {
+            return error_response(
+                StatusCode::BAD_REQUEST,
+                ErrorCode::BadUserInput,
+                &format!("GET /graphql takes ?query=…&variables=… (or a WebSocket upgrade): {e}"),
+            );
+        }
+    };
+    if !crate::cache::is_query(&request.query) {
+        return error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::BadUserInput,
+            "mutations and subscriptions are not sent with GET: POST them (or use the WebSocket)",
+        );
+    }
+    s.svc.parsed.prepare(&mut request);
+    let viewer = viewer_of(&s.svc, bearer(headers));
+    let resp = with_codes(s.schema.execute(request.data(viewer)).await);
+    match serde_json::to_vec(&resp) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => {
+            let e = ApiError::internal(e);
+            error_response(StatusCode::INTERNAL_SERVER_ERROR, e.code, &e.message)
+        }
+    }
 }
 
 async fn readyz(State(s): State<AppState>) -> Response {
