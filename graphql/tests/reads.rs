@@ -300,3 +300,48 @@ async fn a_follow_up_a_crash_left_undone_is_carried_out_by_the_process_manager()
         "the process manager consumed the run's credits"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_page_with_opaque_cursors() {
+    let s = common::Server::start().await;
+    let (owner, org, _, _) = team_org(&s).await;
+    for i in 0..4 {
+        s.ok(Some(&owner), "mutation($o: ID!, $n: String!) { registerBot(input: {organizationId: $o, name: $n}) { position } }", json!({ "o": org, "n": format!("bot-{i}") })).await;
+    }
+    for (field, extra) in [
+        ("bots", ""),
+        ("members", ""),
+        ("runs", ""),
+        ("invoices", ""),
+        ("auditLog", ""),
+    ] {
+        let mut after: Option<String> = None;
+        let mut seen = std::collections::BTreeSet::new();
+        let mut total = None;
+        loop {
+            let q = format!(
+                "query($o: ID!, $a: String) {{ organization(id: $o) {{ {field}(first: 2, after: $a{extra}) {{ totalCount edges {{ cursor node {{ __typename }} }} pageInfo {{ hasNextPage endCursor hasPreviousPage }} }} }} }}"
+            );
+            let d = s
+                .ok(Some(&owner), &q, json!({ "o": org, "a": after }))
+                .await;
+            let c = &d["organization"][field];
+            total = c["totalCount"].as_u64();
+            let edges = c["edges"].as_array().expect("edges");
+            assert!(edges.len() <= 2);
+            for e in edges {
+                assert!(
+                    seen.insert(e["cursor"].as_str().expect("cursor").to_owned()),
+                    "{field}: a cursor twice"
+                );
+            }
+            assert_eq!(c["pageInfo"]["hasPreviousPage"], json!(after.is_some()));
+            if c["pageInfo"]["hasNextPage"] != json!(true) {
+                break;
+            }
+            after = c["pageInfo"]["endCursor"].as_str().map(str::to_owned);
+        }
+        assert_eq!(Some(seen.len() as u64), total, "{field}: every item once");
+        assert!(!seen.is_empty() || field == "runs", "{field}");
+    }
+}

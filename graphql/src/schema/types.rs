@@ -447,22 +447,22 @@ impl OrgNode {
             .filter(|(_, b)| status.is_none_or(|s| BotStatus::from(b.status) == s))
             .filter(|(_, b)| enabled.is_none_or(|e| b.enabled == e))
             .collect();
-        let total = matching.len() as u64;
-        let start = after.map_or(0, |a| matching.partition_point(|(id, _)| *id <= a));
         let tree = svc.projections.console.tree();
-        let mut items = Vec::new();
-        for (id, bot) in matching.iter().skip(start).take(first) {
-            items.push((
-                cursor("bot", id),
-                BotNode {
-                    id: *id,
-                    bot: bot.clone(),
-                    meta: console::meta(&tree, *id)?,
-                    access: self.access.clone(),
-                },
-            ));
-        }
-        let has_next = matching.len() > start + first;
+        let (page, has_next, total) = id_page(&matching, after, first);
+        let items = page
+            .iter()
+            .map(|(id, bot)| {
+                Ok((
+                    cursor("bot", id),
+                    BotNode {
+                        id: *id,
+                        bot: bot.clone(),
+                        meta: console::meta(&tree, *id)?,
+                        access: self.access.clone(),
+                    },
+                ))
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
         Ok(BotConnection::new(items, has_next, after.is_some(), total))
     }
 
@@ -519,27 +519,27 @@ impl OrgNode {
         let first = page_size(first)?;
         let after: Option<Uuid> = parse_cursor("trigger", after.as_deref())?;
         let svc = svc(ctx);
-        let matching: Vec<_> = self
-            .trigger_list(svc)?
-            .into_iter()
+        let all = self.trigger_list(svc)?;
+        let matching: Vec<&(Uuid, domain::trigger::Trigger)> = all
+            .iter()
             .filter(|(_, t)| enabled.is_none_or(|e| t.enabled == e))
             .collect();
-        let total = matching.len() as u64;
-        let start = after.map_or(0, |a| matching.partition_point(|(id, _)| *id <= a));
         let tree = svc.projections.console.tree();
-        let mut items = Vec::new();
-        for (id, t) in matching.iter().skip(start).take(first) {
-            items.push((
-                cursor("trigger", id),
-                TriggerNode {
-                    id: *id,
-                    trigger: t.clone(),
-                    meta: console::meta(&tree, *id)?,
-                    access: self.access.clone(),
-                },
-            ));
-        }
-        let has_next = matching.len() > start + first;
+        let (page, has_next, total) = id_page(&matching, after, first);
+        let items = page
+            .iter()
+            .map(|(id, t)| {
+                Ok((
+                    cursor("trigger", id),
+                    TriggerNode {
+                        id: *id,
+                        trigger: t.clone(),
+                        meta: console::meta(&tree, *id)?,
+                        access: self.access.clone(),
+                    },
+                ))
+            })
+            .collect::<ApiResult<Vec<_>>>()?;
         Ok(TriggerConnection::new(
             items,
             has_next,
@@ -711,6 +711,18 @@ impl OrgNode {
             min_password_length: p.min_password_length as i32,
         })
     }
+}
+
+/// A page of `items` (in id order) after the cursor `after`: the page, whether more
+/// follow, and how many there are in all.
+fn id_page<'a, T>(
+    items: &'a [&'a (Uuid, T)],
+    after: Option<Uuid>,
+    first: usize,
+) -> (&'a [&'a (Uuid, T)], bool, u64) {
+    let start = after.map_or(0, |a| items.partition_point(|(id, _)| *id <= a));
+    let end = (start + first).min(items.len());
+    (&items[start..end], items.len() > end, items.len() as u64)
 }
 
 /// Builds an audit filter from the input object and the query string.

@@ -72,19 +72,34 @@ async fn verify(password: String, phc: String) -> ApiResult<bool> {
         .map_err(ApiError::internal)
 }
 
+/// Decides a command of `user`'s account as `actor`.
+async fn account(
+    svc: &Service,
+    user: Uuid,
+    actor: Actor,
+    command: UserCommand,
+) -> ApiResult<crate::writer::Outcome> {
+    svc.decide::<User>(
+        &streams::user(user),
+        None,
+        actor,
+        PermissionSet::new(),
+        command,
+    )
+    .await
+}
+
 /// Opens a session for `user` and records it.
 async fn open_session(svc: &Service, user: Uuid) -> ApiResult<(String, u64)> {
     let policy = policy_of(svc, user)?;
     let session_id = Uuid::new_v4();
-    let out = svc
-        .decide::<User>(
-            &streams::user(user),
-            None,
-            Actor::User(user),
-            PermissionSet::new(),
-            UserCommand::RecordSignIn { session_id },
-        )
-        .await?;
+    let out = account(
+        svc,
+        user,
+        Actor::User(user),
+        UserCommand::RecordSignIn { session_id },
+    )
+    .await?;
     let token = svc.creds.open_session(&Session {
         user_id: user,
         session_id,
@@ -120,20 +135,18 @@ impl AccountMutation {
         let registered = async {
             let phc = hash(input.password).await?;
             svc.creds.set_password_hash(user, &phc)?;
-            let out = svc
-                .decide::<User>(
-                    &streams::user(user),
-                    None,
-                    Actor::User(user),
-                    PermissionSet::new(),
-                    UserCommand::Register {
-                        user_id: user,
-                        email: email.clone(),
-                        alias: input.alias,
-                        email_in_use: false,
-                    },
-                )
-                .await?;
+            let out = account(
+                svc,
+                user,
+                Actor::User(user),
+                UserCommand::Register {
+                    user_id: user,
+                    email: email.clone(),
+                    alias: input.alias,
+                    email_in_use: false,
+                },
+            )
+            .await?;
             svc.finish(out).await
         }
         .await;
@@ -181,17 +194,15 @@ impl AccountMutation {
         let Some(user) = user.filter(|_| ok) else {
             svc.creds.record_failure(&email);
             if let Some(u) = user {
-                let out = svc
-                    .decide::<User>(
-                        &streams::user(u),
-                        None,
-                        Actor::System,
-                        PermissionSet::new(),
-                        UserCommand::RecordSignInFailure {
-                            reason: "wrong_password".into(),
-                        },
-                    )
-                    .await;
+                let out = account(
+                    svc,
+                    u,
+                    Actor::System,
+                    UserCommand::RecordSignInFailure {
+                        reason: "wrong_password".into(),
+                    },
+                )
+                .await;
                 if let Err(e) = out {
                     tracing::warn!(?e, "could not record a failed sign-in");
                 }
@@ -220,15 +231,13 @@ impl AccountMutation {
         };
         let svc = svc(ctx);
         svc.creds.close_session(user_id, session_id)?;
-        let out = svc
-            .decide::<User>(
-                &streams::user(user_id),
-                None,
-                Actor::User(user_id),
-                PermissionSet::new(),
-                UserCommand::RevokeSession { session_id },
-            )
-            .await?;
+        let out = account(
+            svc,
+            user_id,
+            Actor::User(user_id),
+            UserCommand::RevokeSession { session_id },
+        )
+        .await?;
         let out = svc.finish(out).await?;
         Ok(MutationResult {
             ok: true,
@@ -265,15 +274,7 @@ impl AccountMutation {
                 }
             }
         }
-        let out = svc
-            .decide::<User>(
-                &streams::user(user),
-                None,
-                Actor::User(user),
-                PermissionSet::new(),
-                UserCommand::ChangePassword,
-            )
-            .await?;
+        let out = account(svc, user, Actor::User(user), UserCommand::ChangePassword).await?;
         let out = svc.finish(out).await?;
         Ok(MutationResult {
             ok: true,
