@@ -69,7 +69,7 @@ pub fn target_of(e: &RecordedEvent) -> String {
 
 impl Projection for Audit {
     const NAME: &'static str = "audit";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
 
     fn apply(&mut self, e: &RecordedEvent, _tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
         let Some(org) = e.org() else { return Ok(()) };

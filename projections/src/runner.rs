@@ -12,6 +12,10 @@ use tokio::sync::{mpsc, watch};
 /// Events applied per committed batch at most: large enough that a rebuild writes few
 /// sled batches, small enough that a live batch commits within milliseconds.
 pub const BATCH_EVENTS_MAX: usize = 4_096;
+/// Events applied per committed batch while rebuilding, or catching up from far behind
+/// (a fresh database): larger batches write each posting list's last block and each
+/// hot document fewer times.
+pub const REBUILD_EVENTS_MAX: usize = 32_768;
 /// The key of the checkpoint inside a projection's tree (sorts before every state key).
 pub const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
 /// The tree that records which tree serves each projection, at which version.
@@ -251,6 +255,24 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
     /// Follows the log on the serving tree until a control message (or the log ends).
     async fn follow(&mut self) -> Result<Option<Control>, ProjectionError> {
         let tree = self.serving();
+        // Far behind (a fresh database, a long stop): catch up in large batches read
+        // straight from the log, then follow the subscription.
+        loop {
+            match self.control.try_recv() {
+                Ok(c) => return Ok(Some(c)),
+                Err(mpsc::error::TryRecvError::Empty) => {}
+                Err(mpsc::error::TryRecvError::Disconnected) => return Ok(None),
+            }
+            let head = self.store.head().await?;
+            let done = checkpoint_of(&tree)?;
+            if head.saturating_sub(done) <= BATCH_EVENTS_MAX as u64 {
+                break;
+            }
+            refresh_state(self.store.clone(), done, self.status.clone()).await;
+            let events = self.store.read_all(done + 1, REBUILD_EVENTS_MAX).await?;
+            self.commit(&tree, events.into_iter().map(Ok).collect(), true)?;
+            tokio::task::yield_now().await;
+        }
         let from = checkpoint_of(&tree)? + 1;
         let mut events = self
             .store
@@ -342,7 +364,7 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
             if done >= head {
                 break;
             }
-            let events = self.store.read_all(done + 1, BATCH_EVENTS_MAX).await?;
+            let events = self.store.read_all(done + 1, REBUILD_EVENTS_MAX).await?;
             self.commit(&fresh, events.into_iter().map(Ok).collect(), false)?;
             tokio::task::yield_now().await;
         }

@@ -77,7 +77,7 @@ pub struct Runs {
 
 impl Projection for Runs {
     const NAME: &'static str = "runs";
-    const VERSION: u32 = 1;
+    const VERSION: u32 = 2;
 
     fn apply(&mut self, e: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
         let (Some(org), Some(id)) = (e.org(), e.stream.strip_prefix("run-")) else {

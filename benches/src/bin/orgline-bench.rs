@@ -407,10 +407,11 @@ fn percentile(mut v: Vec<Duration>, p: usize) -> f64 {
         * 1000.0
 }
 
-/// P3: all built-in projections rebuilt from a fresh database over the same log.
+/// P3: all built-in projections (accounts, audit, console, credits, runs) rebuilt from a fresh database over the same log.
 async fn p3(dir: &Path, events: u64) -> Result<f64> {
     use projections::{
         accounts::Accounts, audit::Audit, console::Console, credits::CreditsProjection, runner,
+        runs::Runs,
     };
     let store = Arc::new(EmbeddedStore::open(dir.join("store"))?);
     let written = benches::history::write(&store, 50, events, 0.1).await?;
@@ -422,6 +423,7 @@ async fn p3(dir: &Path, events: u64) -> Result<f64> {
         runner::spawn(es.clone(), fresh.clone(), Audit::default)?,
         runner::spawn(es.clone(), fresh.clone(), Console::default)?,
         runner::spawn(es.clone(), fresh.clone(), CreditsProjection::default)?,
+        runner::spawn(es.clone(), fresh.clone(), Runs::default)?,
     ];
     for h in &handles {
         h.wait_for(written.events, Duration::from_secs(3_600))
