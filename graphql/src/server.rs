@@ -252,7 +252,7 @@ async fn subscriptions(
                             .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned())
                     };
                     let from_payload =
-                        from(&payload).or_else(|| payload.get("headers").and_then(|h| from(h)));
+                        from(&payload).or_else(|| payload.get("headers").and_then(from));
                     let token = from_payload.or(header_token);
                     let viewer = viewer_of(&svc, token.as_deref());
                     let mut data = async_graphql::Data::default();

@@ -317,7 +317,7 @@ async fn connections_page_with_opaque_cursors() {
     ] {
         let mut after: Option<String> = None;
         let mut seen = std::collections::BTreeSet::new();
-        let mut total = None;
+        let mut total;
         loop {
             let q = format!(
                 "query($o: ID!, $a: String) {{ organization(id: $o) {{ {field}(first: 2, after: $a{extra}) {{ totalCount edges {{ cursor node {{ __typename }} }} pageInfo {{ hasNextPage endCursor hasPreviousPage }} }} }} }}"
