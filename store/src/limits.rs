@@ -56,3 +56,8 @@ pub const INDEX_BACKLOG_EVENTS_MAX: usize = 500_000;
 
 /// How long the writer waits for a stalled indexer before it fails the batch.
 pub const INDEX_STALL_MS_MAX: u64 = 10_000;
+
+/// sled's page cache by default: enough for the hot index blocks and read-model
+/// documents, small enough that a server with a 10M-event store stays within P9's
+/// 300 MB (PERFORMANCE.md).
+pub const SLED_CACHE_BYTES_DEFAULT: u64 = 128 * 1024 * 1024;

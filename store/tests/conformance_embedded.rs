@@ -10,6 +10,7 @@ async fn fresh() -> (EmbeddedStore, tempfile::TempDir) {
         segment_bytes: 64 << 10,
         index_flush_events: 97,
         index_flush_interval: std::time::Duration::from_millis(20),
+        ..Options::default()
     };
     let store = EmbeddedStore::open_with(dir.path(), options).expect("open");
     (store, dir)

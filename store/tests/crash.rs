@@ -27,6 +27,7 @@ fn options() -> Options {
         segment_bytes: 256 << 10,
         index_flush_events: 500,
         index_flush_interval: Duration::from_millis(30),
+        ..Options::default()
     }
 }
 

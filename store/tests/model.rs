@@ -106,6 +106,7 @@ fn options() -> Options {
         segment_bytes: 2 << 10,
         index_flush_events: 3,
         index_flush_interval: std::time::Duration::from_millis(1),
+        ..Options::default()
     }
 }
 

@@ -58,6 +58,10 @@ enum Workload {
     P4Uncached,
     /// `consumeCredits` over HTTP from 64 bots of one org; the balance checked after.
     P5,
+    /// P8 and P9 together over a store of `--events` events (targets stated for 10M):
+    /// reopen a store whose projections are built and serve the first query over HTTP;
+    /// then the process's RSS under P4's load.
+    P8,
     /// Every workload above, in order.
     All,
 }
@@ -204,6 +208,31 @@ fn main() -> Result<()> {
                         load.p99_ms,
                         load.errors,
                         rps >= 10_000.0 && load.p99_ms < 10.0
+                    ),
+                );
+            }
+            Workload::P8 => {
+                let r = benches::api::p8_p9(&dir, cli.events, cli.seconds as f64)?;
+                result(
+                    "P8",
+                    r.first_query_ms,
+                    "ms",
+                    &format!(
+                        "events={} target_ms=2000 met={}",
+                        r.events,
+                        r.first_query_ms < 2_000.0
+                    ),
+                );
+                result(
+                    "P9",
+                    r.rss_max_mb,
+                    "MiB",
+                    &format!(
+                        "events={} load_requests_per_s={:.0} p99_ms={:.2} target_mib=300 met={}",
+                        r.events,
+                        r.load.per_second(),
+                        r.load.p99_ms,
+                        r.rss_max_mb < 300.0
                     ),
                 );
             }

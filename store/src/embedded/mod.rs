@@ -27,7 +27,7 @@ use crate::event::{
 use crate::limits::{
     APPEND_BYTES_MAX, APPEND_EVENTS_MAX, INDEX_FLUSH_EVENTS_DEFAULT,
     INDEX_FLUSH_INTERVAL_MS_DEFAULT, QUEUE_APPENDS_MAX, READ_EVENTS_MAX, SEGMENT_BYTES_DEFAULT,
-    SEGMENT_BYTES_MAX,
+    SEGMENT_BYTES_MAX, SLED_CACHE_BYTES_DEFAULT,
 };
 use crate::{EventStore, EventStream};
 use index::{IdEntry, Index, IndexedEvent, fingerprint};
@@ -53,6 +53,9 @@ pub struct Options {
     pub index_flush_events: usize,
     /// Longest an indexed event waits in memory before it is written to sled.
     pub index_flush_interval: Duration,
+    /// sled's page cache (shared by the log's indexes and every read model in the same
+    /// database). sled's own default is 1 GiB; a server's memory budget is smaller.
+    pub cache_bytes: u64,
 }
 
 impl Default for Options {
@@ -61,6 +64,7 @@ impl Default for Options {
             segment_bytes: SEGMENT_BYTES_DEFAULT,
             index_flush_events: INDEX_FLUSH_EVENTS_DEFAULT,
             index_flush_interval: Duration::from_millis(INDEX_FLUSH_INTERVAL_MS_DEFAULT),
+            cache_bytes: SLED_CACHE_BYTES_DEFAULT,
         }
     }
 }
@@ -193,7 +197,10 @@ impl EmbeddedStore {
             segments: RwLock::new(segments),
             head: head_rx,
         });
-        let db = sled::Config::new().path(dir.join("index")).open()?;
+        let db = sled::Config::new()
+            .path(dir.join("index"))
+            .cache_capacity(options.cache_bytes)
+            .open()?;
         let index = Arc::new(Index::open(db.open_tree("log")?));
         reindex(&log, &index, head)?;
 
