@@ -69,7 +69,7 @@ pub fn target_of(e: &RecordedEvent) -> String {
 
 impl Projection for Audit {
     const NAME: &'static str = "audit";
-    const VERSION: u32 = 3;
+    const VERSION: u32 = 4;
 
     fn apply(&mut self, e: &RecordedEvent, _tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
         let Some(org) = e.org() else { return Ok(()) };
@@ -79,10 +79,16 @@ impl Projection for Audit {
         self.postings
             .push(actor_list(&org, &e.meta.actor.id), e.position);
         // Runs are high volume and each is its own target: a list per run would cost
-        // two new sled keys per run. A run-target filter walks a wider list instead.
-        if !e.stream.starts_with("run-") {
-            self.postings
-                .push(target_list(&org, &target_of(e)), e.position);
+        // two new sled keys per run. So a run has no target list — neither its own
+        // events nor the credits events naming it (`run_id`) — and a run-target filter
+        // walks a wider list, where every event of the run is found (a list holding only
+        // some of them would hide the rest).
+        let target = target_of(e);
+        let names_a_run = e.stream.starts_with("run-")
+            || (e.stream.starts_with("credits-")
+                && e.data_value().get("run_id").and_then(|v| v.as_str()) == Some(&target));
+        if !names_a_run {
+            self.postings.push(target_list(&org, &target), e.position);
         }
         Ok(())
     }

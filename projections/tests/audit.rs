@@ -117,6 +117,59 @@ async fn every_filter_pages_exactly_what_a_scan_of_the_log_finds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_target_finds_the_runs_own_events_and_the_credits_naming_it() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
+    let org = Uuid::from_u128(1);
+    let run = Uuid::from_u128(77);
+    let at = time::macros::datetime!(2026-03-01 0:00 UTC);
+    let meta = || Metadata::new(Actor::system(), Some(org), at);
+    let ev = |t: &str, d: serde_json::Value| ProposedEvent::new(t, d, meta());
+    store
+        .append(
+            &format!("run-{run}"),
+            ExpectedVersion::NoStream,
+            vec![ev("run.started", json!({ "run_id": run }))],
+        )
+        .await
+        .expect("append");
+    store
+        .append(
+            &format!("credits-{org}"),
+            ExpectedVersion::Any,
+            vec![ev(
+                "credits.consumed",
+                json!({ "run_id": run, "amount": 5 }),
+            )],
+        )
+        .await
+        .expect("append");
+    store
+        .append(
+            &format!("run-{run}"),
+            ExpectedVersion::Any,
+            vec![ev("run.completed", json!({ "credits": 5 }))],
+        )
+        .await
+        .expect("append");
+    let h = runner::spawn(store.clone(), store.db().clone(), Audit::default).expect("spawn");
+    h.wait_for(3, Duration::from_secs(30))
+        .await
+        .expect("caught up");
+    let q = AuditQuery::parse(&format!("target:{run}")).expect("query");
+    let page = audit::page(&h.tree(), store.as_ref(), org, &q, 10, None)
+        .await
+        .expect("page");
+    let positions: Vec<u64> = page.entries.iter().map(|e| e.position).collect();
+    assert_eq!(
+        positions,
+        vec![3, 2, 1],
+        "every event of the run, newest first"
+    );
+    h.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_organizations_entries_never_appear() {
     let (_dir, store, _all) = build().await;
     let h = runner::spawn(store.clone(), store.db().clone(), Audit::default).expect("spawn");
