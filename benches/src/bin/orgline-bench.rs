@@ -102,9 +102,18 @@ fn main() -> Result<()> {
     let mut todo = Vec::new();
     for w in &cli.workloads {
         match w {
-            Workload::All => {
-                todo.extend([Workload::Disk, Workload::Sled, Workload::P1, Workload::P2])
-            }
+            Workload::All => todo.extend([
+                Workload::Disk,
+                Workload::Sled,
+                Workload::P1,
+                Workload::P2,
+                Workload::P3,
+                Workload::P4,
+                Workload::P5,
+                Workload::P6,
+                Workload::P7,
+                Workload::P8,
+            ]),
             w => todo.push(*w),
         }
     }
