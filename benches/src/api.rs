@@ -395,7 +395,9 @@ pub fn p8_p9(dir: &std::path::Path, events: u64, seconds: f64) -> Result<Restart
     // Measure: open, serve, first answer.
     let start = Instant::now();
     let store = Arc::new(EmbeddedStore::open(dir)?);
+    let opened = start.elapsed();
     let server = Server::start(store, true)?;
+    let served = start.elapsed();
     let url = server.url.clone();
     let body = json!({ "query": P4_QUERY, "variables": { "o": org } });
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -410,6 +412,11 @@ pub fn p8_p9(dir: &std::path::Path, events: u64, seconds: f64) -> Result<Restart
         anyhow::Ok(())
     })?;
     let first_query_ms = start.elapsed().as_secs_f64() * 1000.0;
+    eprintln!(
+        "P8 phases: store open {:.0} ms, projections and server up {:.0} ms, first answer {first_query_ms:.0} ms",
+        opened.as_secs_f64() * 1000.0,
+        (served - opened).as_secs_f64() * 1000.0,
+    );
     drop(rt);
     // P9: RSS under P4's load.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
