@@ -6,29 +6,10 @@ use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-async fn team_org_with_bot(s: &common::Server) -> (String, String, String, String) {
-    let (owner, _) = s.sign_up("owner@a.test", "Owner").await;
-    let org = s.create_org(&owner, "A").await;
-    s.ok(Some(&owner), "mutation($o: ID!) { changePlan(input: {organizationId: $o, plan: \"team\", seats: 5}) { position } }", json!({ "o": org })).await;
-    let d = s.ok(Some(&owner), "mutation($o: ID!) { registerBot(input: {organizationId: $o, name: \"b\"}) { bot { id } botToken } }", json!({ "o": org })).await;
-    (
-        owner,
-        org,
-        d["registerBot"]["bot"]["id"]
-            .as_str()
-            .expect("bot")
-            .to_owned(),
-        d["registerBot"]["botToken"]
-            .as_str()
-            .expect("token")
-            .to_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schedules_fire_and_silent_bots_go_offline() {
     let s = common::Server::start().await;
-    let (owner, org, bot, token) = team_org_with_bot(&s).await;
+    let (owner, org, bot, token) = s.team_org().await;
     let d = s.ok(Some(&owner), "mutation($o: ID!, $b: ID!) { createTrigger(input: {organizationId: $o, name: \"every 5\", kind: SCHEDULE, schedule: \"*/5 * * * *\", botId: $b, task: \"tick\"}) { trigger { id } } }", json!({ "o": org, "b": bot })).await;
     let trigger = d["createTrigger"]["trigger"]["id"]
         .as_str()
@@ -108,7 +89,7 @@ async fn a_usage_alert_reaches_its_webhook() {
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
 
     let s = common::Server::start().await;
-    let (owner, org, bot, token) = team_org_with_bot(&s).await;
+    let (owner, org, bot, token) = s.team_org().await;
     let d = s.ok(Some(&owner), "mutation($o: ID!, $u: String) { setUsageAlert(input: {organizationId: $o, threshold: \"9000\", webhookUrl: $u}) { usage { alerts { id } } } }", json!({ "o": org, "u": hook })).await;
     let alert = d["setUsageAlert"]["usage"]["alerts"][0]["id"]
         .as_str()

@@ -5,26 +5,10 @@ mod common;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-async fn team_org(s: &common::Server) -> (String, String, String, String) {
-    let (owner, _) = s.sign_up("owner@a.test", "Owner").await;
-    let org = s.create_org(&owner, "A").await;
-    s.ok(Some(&owner), "mutation($o: ID!) { changePlan(input: {organizationId: $o, plan: \"team\", seats: 5}) { position } }", json!({ "o": org })).await;
-    let d = s.ok(Some(&owner), "mutation($o: ID!) { registerBot(input: {organizationId: $o, name: \"b\"}) { bot { id } botToken } }", json!({ "o": org })).await;
-    let bot = d["registerBot"]["bot"]["id"]
-        .as_str()
-        .expect("bot")
-        .to_owned();
-    let token = d["registerBot"]["botToken"]
-        .as_str()
-        .expect("token")
-        .to_owned();
-    (owner, org, bot, token)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_sent_after_a_mutation_always_sees_it() {
     let s = common::Server::start().await;
-    let (owner, org, bot, token) = team_org(&s).await;
+    let (owner, org, bot, token) = s.team_org().await;
     for i in 1..=40u64 {
         let d = s
             .ok(Some(&token), "mutation($o: ID!, $b: ID!, $k: String!) { consumeCredits(input: {organizationId: $o, amount: \"7\", botId: $b, key: $k}) { position } }",
@@ -62,7 +46,7 @@ async fn a_query_sent_after_a_mutation_always_sees_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn as_of_shows_the_organization_as_it_was() {
     let s = common::Server::start().await;
-    let (owner, org, bot, token) = team_org(&s).await;
+    let (owner, org, bot, token) = s.team_org().await;
     let d = s.ok(Some(&owner), "mutation($o: ID!) { updateOrganizationProfile(input: {organizationId: $o, tagline: \"old\"}) { position } }", json!({ "o": org })).await;
     let then = d["updateOrganizationProfile"]["position"]
         .as_str()
@@ -122,7 +106,7 @@ async fn as_of_shows_the_organization_as_it_was() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn analysts_page_through_the_log_and_auditors_download_it() {
     let s = common::Server::start().await;
-    let (owner, org, _, _) = team_org(&s).await;
+    let (owner, org, _, _) = s.team_org().await;
     let (other, _) = s.sign_up("o@b.test", "O").await;
     let other_org = s.create_org(&other, "B").await;
     // The events query pages through the org's events, oldest first, nothing of org B.
@@ -250,7 +234,7 @@ async fn analysts_page_through_the_log_and_auditors_download_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_follow_up_a_crash_left_undone_is_carried_out_by_the_process_manager() {
     let s = common::Server::start().await;
-    let (owner, org, bot, token) = team_org(&s).await;
+    let (owner, org, bot, token) = s.team_org().await;
     let d = s
         .ok(
             Some(&token),
@@ -304,7 +288,7 @@ async fn a_follow_up_a_crash_left_undone_is_carried_out_by_the_process_manager()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_page_with_opaque_cursors() {
     let s = common::Server::start().await;
-    let (owner, org, _, _) = team_org(&s).await;
+    let (owner, org, _, _) = s.team_org().await;
     for i in 0..4 {
         s.ok(Some(&owner), "mutation($o: ID!, $n: String!) { registerBot(input: {organizationId: $o, name: $n}) { position } }", json!({ "o": org, "n": format!("bot-{i}") })).await;
     }

@@ -131,4 +131,33 @@ impl Server {
         )
         .await;
     }
+
+    /// An owner, their organization on the team plan (so runs have credits), and a
+    /// bot with its token: (owner token, org id, bot id, bot token).
+    pub async fn team_org(&self) -> (String, String, String, String) {
+        let (owner, _) = self.sign_up("owner@a.test", "Owner").await;
+        let org = self.create_org(&owner, "A").await;
+        self.ok(
+            Some(&owner),
+            "mutation($o: ID!) { changePlan(input: {organizationId: $o, plan: \"team\", seats: 5}) { position } }",
+            json!({ "o": org }),
+        )
+        .await;
+        let d = self
+            .ok(
+                Some(&owner),
+                "mutation($o: ID!) { registerBot(input: {organizationId: $o, name: \"b\"}) { bot { id } botToken } }",
+                json!({ "o": org }),
+            )
+            .await;
+        let bot = d["registerBot"]["bot"]["id"]
+            .as_str()
+            .expect("bot")
+            .to_owned();
+        let token = d["registerBot"]["botToken"]
+            .as_str()
+            .expect("token")
+            .to_owned();
+        (owner, org, bot, token)
+    }
 }

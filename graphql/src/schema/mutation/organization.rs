@@ -408,16 +408,10 @@ impl OrganizationMutation {
         ctx: &Context<'_>,
         input: GrantRoleInput,
     ) -> async_graphql::Result<OrganizationPayload> {
-        let org = uuid("organizationId", &input.organization_id)?;
-        let user_id = uuid("userId", &input.user_id)?;
-        org_command(
-            ctx,
-            org,
-            C::GrantRole {
-                user_id,
-                role_id: input.role_id.0,
-            },
-        )
+        role_command(ctx, input, |user_id, role_id| C::GrantRole {
+            user_id,
+            role_id,
+        })
         .await
     }
 
@@ -427,16 +421,10 @@ impl OrganizationMutation {
         ctx: &Context<'_>,
         input: GrantRoleInput,
     ) -> async_graphql::Result<OrganizationPayload> {
-        let org = uuid("organizationId", &input.organization_id)?;
-        let user_id = uuid("userId", &input.user_id)?;
-        org_command(
-            ctx,
-            org,
-            C::RevokeRole {
-                user_id,
-                role_id: input.role_id.0,
-            },
-        )
+        role_command(ctx, input, |user_id, role_id| C::RevokeRole {
+            user_id,
+            role_id,
+        })
         .await
     }
 
@@ -450,6 +438,17 @@ impl OrganizationMutation {
         let user_id = uuid("userId", &input.user_id)?;
         org_command(ctx, org, C::CertifyDeveloper { user_id }).await
     }
+}
+
+/// Grants or revokes a role of a member.
+async fn role_command(
+    ctx: &Context<'_>,
+    input: GrantRoleInput,
+    command: impl FnOnce(Uuid, String) -> C,
+) -> async_graphql::Result<OrganizationPayload> {
+    let org = uuid("organizationId", &input.organization_id)?;
+    let user_id = uuid("userId", &input.user_id)?;
+    org_command(ctx, org, command(user_id, input.role_id.0)).await
 }
 
 async fn invitation_command(
