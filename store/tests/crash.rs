@@ -140,13 +140,17 @@ fn run_and_kill(dir: &Path, rng: &mut impl Rng) -> Vec<Ack> {
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut all = Vec::new();
+        let mut signalled = false;
         let mut buf = [0u8; 8192];
         loop {
             match stdout.read(&mut buf) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
                     all.extend_from_slice(&buf[..n]);
-                    if buf[..n].windows(4).any(|w| w == b"ACK ") {
+                    // Ready once a whole acknowledgement line has arrived: "ACK " alone
+                    // may be the start of a line the kill then cuts short.
+                    if !signalled && !parse_acks(&all).is_empty() {
+                        signalled = true;
                         let _ = tx.send(());
                     }
                 }
