@@ -61,3 +61,8 @@ pub const INDEX_STALL_MS_MAX: u64 = 10_000;
 /// documents, small enough that a server with a 10M-event store stays within P9's
 /// 300 MB (PERFORMANCE.md).
 pub const SLED_CACHE_BYTES_DEFAULT: u64 = 128 * 1024 * 1024;
+
+/// How long opening a store waits for sled's file lock, which sled releases a few
+/// milliseconds after the previous handle in this process dropped. Another process
+/// holding the store open is reported after this long.
+pub const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);

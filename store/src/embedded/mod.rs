@@ -27,7 +27,7 @@ use crate::event::{
 use crate::limits::{
     APPEND_BYTES_MAX, APPEND_EVENTS_MAX, INDEX_FLUSH_EVENTS_DEFAULT,
     INDEX_FLUSH_INTERVAL_MS_DEFAULT, QUEUE_APPENDS_MAX, READ_EVENTS_MAX, SEGMENT_BYTES_DEFAULT,
-    SEGMENT_BYTES_MAX, SLED_CACHE_BYTES_DEFAULT,
+    SEGMENT_BYTES_MAX, SLED_CACHE_BYTES_DEFAULT, SLED_LOCK_WAIT,
 };
 use crate::{EventStore, EventStream};
 use index::{IdEntry, Index, IndexedEvent, fingerprint};
@@ -185,6 +185,9 @@ impl EmbeddedStore {
         let dir = dir.as_ref();
         let log_dir = dir.join("log");
         std::fs::create_dir_all(&log_dir)?;
+        // sled's lock on its directory is the store's lock: taken before the log is
+        // touched, so a second opener never cuts a tail that a live writer is writing.
+        let db = open_sled(&dir.join("index"), options.cache_bytes)?;
         let (segments, active_len) = open_segments(&log_dir)?;
         let active = segments
             .last()
@@ -197,10 +200,6 @@ impl EmbeddedStore {
             segments: RwLock::new(segments),
             head: head_rx,
         });
-        let db = sled::Config::new()
-            .path(dir.join("index"))
-            .cache_capacity(options.cache_bytes)
-            .open()?;
         let index = Arc::new(Index::open(db.open_tree("log")?));
         reindex(&log, &index, head)?;
 
@@ -306,6 +305,31 @@ impl Drop for EmbeddedStore {
         }
         if let Err(e) = self.db.flush() {
             tracing::warn!(error = %e, "flushing the index at close failed; it is rebuilt at open");
+        }
+    }
+}
+
+/// Opens the sled database, waiting a moment for the file lock when it is busy.
+///
+/// sled 0.34 does not join its flusher thread when the last `Db` handle drops; that
+/// thread releases the directory's `flock` a few milliseconds later. A store closed
+/// and reopened at once in the same process (a restart, a test) would otherwise fail
+/// with `WouldBlock`. Another process holding the store open still fails, after
+/// [`SLED_LOCK_WAIT`].
+fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
+    let config = sled::Config::new().path(path).cache_capacity(cache_bytes);
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(5);
+    loop {
+        match config.open() {
+            Err(sled::Error::Io(e))
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    && started.elapsed() < SLED_LOCK_WAIT =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(100));
+            }
+            other => return Ok(other?),
         }
     }
 }
