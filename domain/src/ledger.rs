@@ -106,7 +106,7 @@ impl Grant {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Alert {
     pub threshold: Credits,
     pub webhook_url: Option<String>,
@@ -115,7 +115,7 @@ pub struct Alert {
     pub in_alarm: bool,
 }
 
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Ledger {
     /// In grant order.
     pub grants: Vec<Grant>,

@@ -46,6 +46,12 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     }
     crate::process::spawn(svc.clone()).await?;
     crate::scheduler::spawn(svc.clone());
+    // Time-travel snapshots, written in the background (no read model waits for them).
+    let snapshots = projections::snapshots::spawn(
+        svc.store.clone(),
+        svc.db.clone(),
+        projections::snapshots::SNAPSHOT_EVERY,
+    )?;
     let listener = tokio::net::TcpListener::bind(opts.listen).await?;
     let addr = listener.local_addr()?;
     println!(
@@ -67,6 +73,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         .await?;
     tracing::info!("shutting down: stopping projections");
     svc.projections.stop().await;
+    snapshots.stop().await;
     svc.db.flush_async().await?;
     Ok(())
 }

@@ -18,6 +18,7 @@
 //! - [`credits`]: balances, grants, usage per day and bot, alerts, limits.
 //! - [`runs`]: run history by bot, status, trigger and time.
 //! - [`time_travel`]: an organization as it was at a position or a time.
+//! - [`snapshots`]: the time-travel snapshots and the task that writes them.
 
 pub mod accounts;
 pub mod audit;
@@ -26,6 +27,7 @@ pub mod credits;
 pub mod postings;
 pub mod runner;
 pub mod runs;
+pub mod snapshots;
 pub mod time_travel;
 mod tx;
 

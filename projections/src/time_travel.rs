@@ -1,8 +1,13 @@
 //! Time travel: an organization as it was at a position or a moment, folded in memory
 //! from the org index by the domain's own aggregates — so the past is read with exactly
 //! the rules that wrote it.
+//!
+//! [`org_at`] folds from the start of the log; [`org_at_with`] starts from the newest
+//! usable snapshot of [`crate::snapshots`] and folds only the events after it, so its
+//! cost is bounded by the snapshot spacing plus one snapshot load.
 
 use crate::ProjectionError;
+use crate::snapshots::Snapshots;
 use domain::aggregate::Aggregate;
 use domain::app::App;
 use domain::billing::Billing;
@@ -17,8 +22,12 @@ use store::{EventStore, RecordedEvent};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-/// Events read from the org index per call.
+/// Events read from the org index per call at most.
 const READ_EVENTS: usize = 10_000;
+/// Events read by the first call of a fold; each next call reads twice as many, up to
+/// [`READ_EVENTS`]: a fold from a snapshot often stops after a few events, and what is
+/// read past the point is read for nothing.
+const READ_EVENTS_FIRST: usize = 128;
 
 /// A moment of the log: a position, or a time (`TimePoint` in the API; exactly one).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +40,7 @@ pub enum TimePoint {
 }
 
 /// One organization's aggregates at a point of the log.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OrgSnapshot {
     /// The last position folded in (0: nothing yet).
     pub position: u64,
@@ -109,16 +118,57 @@ impl OrgSnapshot {
     }
 }
 
-/// `org` as it was at `point`. Costs O(events of the org up to the point).
+/// `org` as it was at `point`, folded from the start of the log. Costs O(events of the
+/// org up to the point); [`org_at_with`] bounds it with snapshots.
 pub async fn org_at(
     store: &dyn EventStore,
     org: Uuid,
     point: TimePoint,
 ) -> Result<OrgSnapshot, ProjectionError> {
-    let mut snapshot = OrgSnapshot::default();
-    let mut from = 1;
+    Ok(fold(store, org, Folded::default(), point).await?.snapshot)
+}
+
+/// `org` as it was at `point`, folded from the newest snapshot usable for the point (see
+/// [`Snapshots::best`]); without one — none written yet, or none that decodes — from the
+/// start of the log. Equal to [`org_at`] in every case.
+pub async fn org_at_with(
+    store: &dyn EventStore,
+    snapshots: &Snapshots,
+    org: Uuid,
+    point: TimePoint,
+) -> Result<OrgSnapshot, ProjectionError> {
+    let start = snapshots.best(org, point).unwrap_or_default();
+    Ok(fold(store, org, start, point).await?.snapshot)
+}
+
+/// A fold in progress: the aggregates and the latest `occurred_at` folded into them (a
+/// snapshot is usable for a time only if nothing it folded occurred later).
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Folded {
+    pub snapshot: OrgSnapshot,
+    pub max_occurred_at: Option<OffsetDateTime>,
+}
+
+/// Folds the org's events after `start.snapshot.position` into `start`, in log order,
+/// until `point`: a position past it, or the first event that occurred after its time.
+pub async fn fold(
+    store: &dyn EventStore,
+    org: Uuid,
+    start: Folded,
+    point: TimePoint,
+) -> Result<Folded, ProjectionError> {
+    let mut folded = start;
+    let mut from = folded.snapshot.position + 1;
+    let mut max = READ_EVENTS_FIRST;
     loop {
-        let events = store.read_org(org, from, READ_EVENTS).await?;
+        if let TimePoint::Position(p) = point
+            && from > p
+        {
+            return Ok(folded);
+        }
+        let events = store.read_org(org, from, max).await?;
+        let more = events.len() == max;
+        max = (max * 2).min(READ_EVENTS);
         let Some(last) = events.last().map(|e| e.position) else {
             break;
         };
@@ -128,11 +178,18 @@ pub async fn org_at(
                 TimePoint::At(t) => e.meta.occurred_at > t,
             };
             if past {
-                return Ok(snapshot);
+                return Ok(folded);
             }
-            snapshot.apply(e)?;
+            folded.snapshot.apply(e)?;
+            let at = e.meta.occurred_at;
+            if folded.max_occurred_at.is_none_or(|m| m < at) {
+                folded.max_occurred_at = Some(at);
+            }
+        }
+        if !more {
+            break;
         }
         from = last + 1;
     }
-    Ok(snapshot)
+    Ok(folded)
 }

@@ -505,19 +505,67 @@ async fn p6(dir: &Path, events: u64) -> Result<f64> {
 
 /// P7: one organization with 100k events folded as it was at the head.
 async fn p7(dir: &Path) -> Result<f64> {
-    use projections::time_travel::{TimePoint, org_at};
+    use projections::snapshots::{self, SNAPSHOT_EVERY, Snapshots};
+    use projections::time_travel::{TimePoint, org_at, org_at_with};
     let store = Arc::new(EmbeddedStore::open(dir.join("store"))?);
     // One org holds the runs: 3 events per run → ~100k events for that org.
     let written = benches::history::write(&store, 2, 100_000, 1.0).await?;
     let org = written.orgs[0];
+    let head = TimePoint::Position(written.events);
+    // Cold: no snapshot yet (the writer has not caught up), the whole history folded.
+    let mut cold = Vec::new();
+    let mut full = None;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let snap = org_at(store.as_ref(), org, head).await?;
+        cold.push(t.elapsed());
+        full = Some(snap);
+    }
+    // As the server runs: the snapshot writer follows the log in the background.
+    let t = Instant::now();
+    let es: Arc<dyn EventStore> = store.clone();
+    let writer = snapshots::spawn(es, store.db().clone(), SNAPSHOT_EVERY)?;
+    writer
+        .wait_for(written.events, Duration::from_secs(3_600))
+        .await?;
+    let written_in = t.elapsed();
+    writer.stop().await;
+    // What a user gets: the newest snapshot, then the events after it.
+    let snaps = Snapshots::open(store.db())?;
     let mut times = Vec::new();
     let mut folded = 0;
     for _ in 0..5 {
         let t = Instant::now();
-        let snap = org_at(store.as_ref(), org, TimePoint::Position(written.events)).await?;
+        let snap = org_at_with(store.as_ref(), &snaps, org, head).await?;
         times.push(t.elapsed());
         folded = snap.runs.len();
+        anyhow::ensure!(Some(&snap) == full.as_ref(), "snapshot + fold = full fold");
     }
+    // The worst point: just before a snapshot, so SNAPSHOT_EVERY - 1 events are folded.
+    let last = snaps
+        .best(org, head)
+        .map(|f| f.snapshot.position)
+        .context("a snapshot was written")?;
+    let mut worst = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        org_at_with(store.as_ref(), &snaps, org, TimePoint::Position(last - 1)).await?;
+        worst.push(t.elapsed());
+    }
+    let load = {
+        let t = Instant::now();
+        snaps.best(org, head);
+        t.elapsed().as_secs_f64() * 1000.0
+    };
+    println!(
+        "p7 medians of 5: cold (full fold) {:.1} ms; head from snapshot {:.1} ms (snapshot load {load:.1} ms); \
+         worst point ({} events after a snapshot) {:.1} ms; snapshots written in {:.0} ms",
+        percentile(cold, 50),
+        percentile(times.clone(), 50),
+        SNAPSHOT_EVERY - 1,
+        percentile(worst, 50),
+        written_in.as_secs_f64() * 1000.0,
+    );
     anyhow::ensure!(folded > 30_000, "the org's runs were folded ({folded})");
     Ok(percentile(times, 50))
 }

@@ -66,7 +66,10 @@ impl Query {
             }
         };
         let svc = svc(ctx);
-        let snapshot = time_travel::org_at(svc.store.as_ref(), org, point).await?;
+        // From the newest snapshot the background writer made (see `serve::run`); a
+        // missing or unreadable one only means a longer fold.
+        let snapshots = projections::snapshots::Snapshots::open(&svc.db)?;
+        let snapshot = time_travel::org_at_with(svc.store.as_ref(), &snapshots, org, point).await?;
         if snapshot.org.id.is_none() {
             return Err(ApiError::not_found("the organization did not exist at that point").into());
         }
