@@ -167,7 +167,6 @@ pub async fn fold(
             return Ok(folded);
         }
         let events = store.read_org(org, from, max).await?;
-        let more = events.len() == max;
         max = (max * 2).min(READ_EVENTS);
         let Some(last) = events.last().map(|e| e.position) else {
             break;
@@ -185,9 +184,6 @@ pub async fn fold(
             if folded.max_occurred_at.is_none_or(|m| m < at) {
                 folded.max_occurred_at = Some(at);
             }
-        }
-        if !more {
-            break;
         }
         from = last + 1;
     }
