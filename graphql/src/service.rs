@@ -48,16 +48,14 @@ impl Projections {
     /// Starts every built-in projection over `store`, keeping state in `db`.
     pub fn spawn(store: Arc<dyn EventStore>, db: &sled::Db) -> ApiResult<Projections> {
         use projections::*;
+        // One shared read of the log while they catch up or rebuild together.
+        let feed = feed::Feed::new(store);
         Ok(Projections {
-            accounts: runner::spawn(store.clone(), db.clone(), accounts::Accounts::default)?,
-            console: runner::spawn(store.clone(), db.clone(), console::Console::default)?,
-            audit: runner::spawn(store.clone(), db.clone(), audit::Audit::default)?,
-            credits: runner::spawn(
-                store.clone(),
-                db.clone(),
-                credits::CreditsProjection::default,
-            )?,
-            runs: runner::spawn(store, db.clone(), runs::Runs::default)?,
+            accounts: runner::spawn_fed(&feed, db.clone(), accounts::Accounts::default)?,
+            console: runner::spawn_fed(&feed, db.clone(), console::Console::default)?,
+            audit: runner::spawn_fed(&feed, db.clone(), audit::Audit::default)?,
+            credits: runner::spawn_fed(&feed, db.clone(), credits::CreditsProjection::default)?,
+            runs: runner::spawn_fed(&feed, db.clone(), runs::Runs::default)?,
         })
     }
 

@@ -41,30 +41,60 @@ fn target_list(org: &Uuid, target: &str) -> Vec<u8> {
     format!("t/{org}/{target}").into_bytes()
 }
 
-/// What an event acts on: the member, invitation or role it names, else its stream's id.
-pub fn target_of(e: &RecordedEvent) -> String {
+/// The id fields an event of an organization, billing or credits stream may name, in
+/// the order they decide its target. Read without building the whole payload.
+#[derive(serde::Deserialize)]
+struct Named<'a> {
+    #[serde(borrow, default)]
+    user_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    invitation_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    role_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    payment_method_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    invoice_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    alert_id: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    run_id: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// What an event acts on, and whether that is a run (named by a credits event).
+fn target_and_run(e: &RecordedEvent) -> (String, bool) {
     let names_its_target = ["organization-", "billing-", "credits-"]
         .iter()
         .any(|c| e.stream.starts_with(c));
-    if names_its_target {
-        let data = e.data_value();
-        for field in [
-            "user_id",
-            "invitation_id",
-            "role_id",
-            "payment_method_id",
-            "invoice_id",
-            "alert_id",
-            "run_id",
-        ] {
-            if let Some(id) = data.get(field).and_then(|v| v.as_str()) {
-                return id.to_owned();
-            }
+    if names_its_target && let Ok(n) = serde_json::from_str::<Named<'_>>(e.data.get()) {
+        let named = [
+            n.user_id,
+            n.invitation_id,
+            n.role_id,
+            n.payment_method_id,
+            n.invoice_id,
+            n.alert_id,
+        ]
+        .into_iter()
+        .flatten()
+        .next();
+        if let Some(id) = named {
+            return (id.into_owned(), false);
+        }
+        if let Some(run) = n.run_id {
+            return (run.into_owned(), e.stream.starts_with("credits-"));
         }
     }
-    e.stream
+    let own = e
+        .stream
         .split_once('-')
-        .map_or(e.stream.clone(), |(_, id)| id.to_owned())
+        .map_or(e.stream.clone(), |(_, id)| id.to_owned());
+    (own, e.stream.starts_with("run-"))
+}
+
+/// What an event acts on: the member, invitation or role it names, else its stream's id.
+pub fn target_of(e: &RecordedEvent) -> String {
+    target_and_run(e).0
 }
 
 impl Projection for Audit {
@@ -83,10 +113,7 @@ impl Projection for Audit {
         // events nor the credits events naming it (`run_id`) — and a run-target filter
         // walks a wider list, where every event of the run is found (a list holding only
         // some of them would hide the rest).
-        let target = target_of(e);
-        let names_a_run = e.stream.starts_with("run-")
-            || (e.stream.starts_with("credits-")
-                && e.data_value().get("run_id").and_then(|v| v.as_str()) == Some(&target));
+        let (target, names_a_run) = target_and_run(e);
         if !names_a_run {
             self.postings.push(target_list(&org, &target), e.position);
         }

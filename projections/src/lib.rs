@@ -11,6 +11,7 @@
 //! # Layout
 //! - [`Projection`], [`Tx`], [`ProjectionError`]: the contract.
 //! - [`runner`]: checkpoints, catch-up then live, status, `wait_for`, rebuilds.
+//! - [`feed`]: one read of the log shared by the runners that catch up together.
 //! - [`postings`]: posting lists of positions, stored a block at a time.
 //! - [`accounts`]: users by id and email, memberships and roles per organization.
 //! - [`audit`]: the audit log projection, its query strings and its pages.
@@ -24,6 +25,7 @@ pub mod accounts;
 pub mod audit;
 pub mod console;
 pub mod credits;
+pub mod feed;
 pub mod postings;
 pub mod runner;
 pub mod runs;

@@ -1,6 +1,7 @@
 //! The runner: one task per projection that catches up from its checkpoint, follows the
 //! log live, commits state and checkpoint in one atomic batch, and rebuilds.
 
+use crate::feed::{Feed, FeedReader};
 use crate::{Projection, ProjectionError, Tx};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -132,6 +133,7 @@ fn checkpoint_of(tree: &sled::Tree) -> Result<u64, ProjectionError> {
 
 struct Runner<P, F> {
     store: Arc<dyn EventStore>,
+    feed: FeedReader,
     db: sled::Db,
     make: F,
     projection: P,
@@ -153,6 +155,22 @@ where
     P: Projection,
     F: Fn() -> P + Send + 'static,
 {
+    spawn_fed(&Feed::new(store), db, make)
+}
+
+/// [`spawn`] for one of a group of projections that share their reads of the log
+/// through `feed` (see [`crate::feed`]): the built-ins catch up and rebuild together,
+/// reading and parsing each event once.
+pub fn spawn_fed<P, F>(
+    feed: &Arc<Feed>,
+    db: sled::Db,
+    make: F,
+) -> Result<ProjectionHandle, ProjectionError>
+where
+    P: Projection,
+    F: Fn() -> P + Send + 'static,
+{
+    let store = feed.store().clone();
     let meta_tree = db.open_tree(META_TREE)?;
     let meta: Option<Meta> = meta_tree
         .get(P::NAME)?
@@ -199,6 +217,7 @@ where
     let tree = Arc::new(RwLock::new(tree));
     let runner = Runner {
         store,
+        feed: feed.reader(),
         db,
         projection: make(),
         make,
@@ -269,10 +288,13 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
                 break;
             }
             refresh_state(self.store.clone(), done, self.status.clone()).await;
-            let events = self.store.read_all(done + 1, REBUILD_EVENTS_MAX).await?;
-            self.commit(&tree, events.into_iter().map(Ok).collect(), true)?;
+            let events = self.feed.read(done + 1).await?;
+            if self.commit(&tree, &events, true)? <= done {
+                return Err(stalled(done));
+            }
             tokio::task::yield_now().await;
         }
+        self.feed.done();
         let from = checkpoint_of(&tree)? + 1;
         let mut events = self
             .store
@@ -285,7 +307,8 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
                 c = self.control.recv() => return Ok(c),
                 chunk = events.next() => {
                     let Some(chunk) = chunk else { return Ok(None) };
-                    self.commit(&tree, chunk, true)?;
+                    let events = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
+                    self.commit(&tree, &events, true)?;
                     let position = *self.position_tx.borrow();
                     refresh_state(self.store.clone(), position, self.status.clone()).await;
                 }
@@ -297,14 +320,13 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
     fn commit(
         &mut self,
         tree: &sled::Tree,
-        chunk: Vec<Result<store::RecordedEvent, store::StoreError>>,
+        chunk: &[store::RecordedEvent],
         publish: bool,
     ) -> Result<u64, ProjectionError> {
         let started = Instant::now();
         let mut tx = Tx::new(tree);
         let mut last = checkpoint_of(tree)?;
         for event in chunk {
-            let event = event?;
             if event.position <= last {
                 continue;
             }
@@ -313,7 +335,7 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
                 last + 1,
                 "a subscription delivers every position once, in order"
             );
-            self.projection.apply(&event, &mut tx)?;
+            self.projection.apply(event, &mut tx)?;
             last = event.position;
         }
         self.projection.before_commit(&mut tx)?;
@@ -364,10 +386,13 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
             if done >= head {
                 break;
             }
-            let events = self.store.read_all(done + 1, REBUILD_EVENTS_MAX).await?;
-            self.commit(&fresh, events.into_iter().map(Ok).collect(), false)?;
+            let events = self.feed.read(done + 1).await?;
+            if self.commit(&fresh, &events, false)? <= done {
+                return Err(stalled(done));
+            }
             tokio::task::yield_now().await;
         }
+        self.feed.done();
         let meta = Meta {
             version: P::VERSION,
             tree: name.clone(),
@@ -412,6 +437,14 @@ async fn refresh_state(
                 ProjectionState::CatchingUp
             };
         }
+    }
+}
+
+/// A read below the head that brought nothing new: a bug, reported rather than spun on.
+fn stalled(done: u64) -> ProjectionError {
+    ProjectionError::Invariant {
+        position: done + 1,
+        reason: "the log read brought no event past the checkpoint".into(),
     }
 }
 

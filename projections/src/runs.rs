@@ -2,8 +2,14 @@
 //! trigger and time.
 //!
 //! # Layout (tree `runs`)
-//! - `r/{run}` → [`RunView`] (JSON)
-//! - `s/{position}` → run id: the run that `run.started` at that position began
+//! - `s` start position (u64 BE) → [`RunView`] (JSON): the run whose `run.started` is
+//!   at that position. Keys grow with the log, so a rebuild appends at the tree's right
+//!   edge instead of inserting at random places (a random key per run made this the
+//!   slowest projection of P3).
+//! - `r/{run}` → start position (u64 LE), only while the run is open (started and not
+//!   ended at a commit): how an end event in a later batch finds its run. A run that
+//!   ended is found by id through the log (its stream's first event is its start; see
+//!   [`run`]).
 //! - posting lists (see [`crate::postings`]) of start positions: `o/{org}`,
 //!   `b/{org}/{bot}`, `t/{org}/{trigger}`
 //!
@@ -18,7 +24,7 @@ use domain::events::Event;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
-use store::RecordedEvent;
+use store::{Direction, EventStore, RecordedEvent};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -53,12 +59,17 @@ pub struct RunView {
     pub error: Option<String>,
 }
 
-fn run_key(id: &Uuid) -> Vec<u8> {
+fn open_key(id: &Uuid) -> Vec<u8> {
     format!("r/{id}").into_bytes()
 }
-fn start_key(position: u64) -> Vec<u8> {
-    format!("s/{position:020}").into_bytes()
+fn start_key(position: u64) -> [u8; 9] {
+    let mut k = [b's'; 9];
+    k[1..].copy_from_slice(&position.to_be_bytes());
+    k
 }
+
+/// Open runs remembered between batches at most; past it they are read from the tree.
+pub const OPEN_MAX: usize = 100_000;
 fn org_list(org: &Uuid) -> Vec<u8> {
     format!("o/{org}").into_bytes()
 }
@@ -71,13 +82,16 @@ fn trigger_list(org: &Uuid, trigger: &Uuid) -> Vec<u8> {
 
 #[derive(Default)]
 pub struct Runs {
-    views: HashMap<Uuid, RunView>,
+    /// The runs this batch started or ended, by start position.
+    views: HashMap<u64, RunView>,
+    /// Runs not ended: their start, and whether `r/{run}` holds it in the tree.
+    open: HashMap<Uuid, (u64, bool)>,
     postings: Postings,
 }
 
 impl Projection for Runs {
     const NAME: &'static str = "runs";
-    const VERSION: u32 = 2;
+    const VERSION: u32 = 3;
 
     fn apply(&mut self, e: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
         let (Some(org), Some(id)) = (e.org(), e.stream.strip_prefix("run-")) else {
@@ -95,7 +109,7 @@ impl Projection for Runs {
             if let Some(t) = s.trigger_id {
                 self.postings.push(trigger_list(&org, &t), e.position);
             }
-            tx.insert(start_key(e.position), run.to_string());
+            self.open.insert(run, (e.position, false));
             let view = RunView {
                 id: run,
                 org,
@@ -109,16 +123,36 @@ impl Projection for Runs {
                 credits: None,
                 error: None,
             };
-            self.views.insert(run, view);
+            self.views.insert(e.position, view);
             return Ok(());
         }
-        let view = match self.views.entry(run) {
+        let (start, stored) = match self.open.get(&run) {
+            Some(open) => *open,
+            None => match tx.get(&open_key(&run))? {
+                Some(v) => (
+                    u64::from_le_bytes(v.as_slice().try_into().unwrap_or([0; 8])),
+                    true,
+                ),
+                None => return Ok(()),
+            },
+        };
+        let view = match self.views.entry(start) {
             Entry::Occupied(o) => o.into_mut(),
-            Entry::Vacant(v) => match tx.get_json(&run_key(&run))? {
+            Entry::Vacant(v) => match tx.get_json(&start_key(start))? {
                 Some(view) => v.insert(view),
                 None => return Ok(()),
             },
         };
+        if !matches!(
+            event,
+            Event::RunCompleted(_) | Event::RunFailed(_) | Event::RunCancelled(_)
+        ) {
+            return Ok(());
+        }
+        self.open.remove(&run);
+        if stored {
+            tx.remove(open_key(&run));
+        }
         let (status, duration, credits, error) = match event {
             Event::RunCompleted(c) => (
                 Status::Completed,
@@ -144,8 +178,18 @@ impl Projection for Runs {
     }
 
     fn before_commit(&mut self, tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
-        for (id, view) in self.views.drain() {
-            tx.put_json(run_key(&id), &view)?;
+        for (start, view) in self.views.drain() {
+            tx.put_json(start_key(start).to_vec(), &view)?;
+        }
+        for (run, (start, stored)) in self.open.iter_mut() {
+            if !*stored {
+                tx.insert(open_key(run), start.to_le_bytes().to_vec());
+                *stored = true;
+            }
+        }
+        if self.open.len() > OPEN_MAX {
+            // All of them are in the tree: forget them here, read them there.
+            self.open.clear();
         }
         self.postings.write(tx)
     }
@@ -169,8 +213,24 @@ pub struct RunsPage {
     pub total_count: u64,
 }
 
-pub fn run(tree: &sled::Tree, id: Uuid) -> Result<Option<RunView>, ProjectionError> {
-    tree.get(run_key(&id))?
+/// The run `id`, as the tree holds it: its start position is its stream's first event.
+pub async fn run(
+    tree: &sled::Tree,
+    store: &dyn EventStore,
+    id: Uuid,
+) -> Result<Option<RunView>, ProjectionError> {
+    let first = store
+        .read_stream(&format!("run-{id}"), 0, Direction::Forwards, 1)
+        .await?;
+    match first.first() {
+        Some(e) => at(tree, e.position),
+        None => Ok(None),
+    }
+}
+
+/// The run started at `position`.
+pub fn at(tree: &sled::Tree, position: u64) -> Result<Option<RunView>, ProjectionError> {
+    tree.get(start_key(position))?
         .map(|v| serde_json::from_slice(&v).map_err(|e| ProjectionError::Storage(e.to_string())))
         .transpose()
 }
@@ -199,13 +259,9 @@ pub fn page(
         if n >= SCAN_MAX {
             break;
         }
-        let Some(id) = tree.get(start_key(position))? else {
+        let Some(view) = at(tree, position)? else {
             continue;
         };
-        let Ok(id) = String::from_utf8_lossy(&id).parse::<Uuid>() else {
-            continue;
-        };
-        let Some(view) = run(tree, id)? else { continue };
         if f.from
             .is_some_and(|t| view.started_at < t - crate::audit::CLOCK_SKEW_MAX)
         {

@@ -160,3 +160,62 @@ async fn an_on_demand_rebuild_reaches_the_same_state() {
     assert_eq!(state(&h.tree()), before.0);
     h.stop().await;
 }
+
+/// Projections started together on one feed (as the server starts the built-ins) read
+/// each batch of the log once between them, over several whole batches and a partial
+/// one, whatever their speeds, and end where each would alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn projections_sharing_one_feed_equal_each_alone() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = open(dir.path());
+    let total = 2 * runner::REBUILD_EVENTS_MAX as u64 + 5_001;
+    let mut i = 0;
+    while i < total {
+        let n = 1_000.min(total - i);
+        let events = (i..i + n)
+            .map(|k| {
+                let meta = Metadata::new(Actor::system(), None, OffsetDateTime::UNIX_EPOCH);
+                let kind = ["a.one", "b.two", "c.three"][(k % 3) as usize];
+                ProposedEvent::new(kind, json!({ "n": k }), meta)
+            })
+            .collect();
+        store
+            .append(&format!("s-{}", i % 7), ExpectedVersion::Any, events)
+            .await
+            .expect("append");
+        i += n;
+    }
+    let es: Arc<dyn EventStore> = store.clone();
+    let feed = projections::feed::Feed::new(es);
+    let dbs: Vec<(tempfile::TempDir, sled::Db)> = (0..3)
+        .map(|_| {
+            let d = tempfile::tempdir().expect("dir");
+            let db = sled::open(d.path()).expect("sled");
+            (d, db)
+        })
+        .collect();
+    let handles = [
+        runner::spawn_fed(&feed, dbs[0].1.clone(), || Counter::<1>).expect("spawn"),
+        runner::spawn_fed(&feed, dbs[1].1.clone(), || Counter::<2>).expect("spawn"),
+        runner::spawn_fed(&feed, dbs[2].1.clone(), || Counter::<3>).expect("spawn"),
+    ];
+    for h in &handles {
+        h.wait_for(total, WAIT).await.expect("caught up");
+    }
+    // Live after the shared catch-up.
+    append(&store, total, 10).await;
+    for h in &handles {
+        h.wait_for(total + 10, WAIT).await.expect("live");
+    }
+    let states: Vec<_> = handles.iter().map(|h| state(&h.tree())).collect();
+    for h in &handles {
+        h.stop().await;
+    }
+    assert_eq!(states[0], from_zero::<1>(store.clone()).await, "counter v1");
+    assert_eq!(states[1], from_zero::<2>(store.clone()).await, "counter v2");
+    assert_eq!(states[2], from_zero::<3>(store.clone()).await, "counter v3");
+    assert_ne!(
+        states[0], states[1],
+        "the versions differ, so the check can fail"
+    );
+}

@@ -161,7 +161,10 @@ async fn every_filter_pages_exactly_the_runs_written() {
         assert_eq!(got, want, "filter {f:?}");
     }
     let one = &written[7];
-    let view = runs::run(&tree, one.id).expect("read").expect("run");
+    let view = runs::run(&tree, store.as_ref(), one.id)
+        .await
+        .expect("read")
+        .expect("run");
     assert_eq!(
         (view.bot_id, view.status, view.started_at),
         (one.bot, one.status, one.at)
@@ -173,4 +176,103 @@ async fn every_filter_pages_exactly_the_runs_written() {
             .total_count
     );
     h.stop().await;
+}
+
+fn tree_state(tree: &sled::Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
+    tree.iter()
+        .map(|kv| kv.expect("kv"))
+        .filter(|(k, _)| k.as_ref() != projections::runner::CHECKPOINT_KEY)
+        .map(|(k, v)| (k.to_vec(), v.to_vec()))
+        .collect()
+}
+
+/// Runs that start in one commit and end in a later one (live, as bots report them),
+/// across a restart of the projection, give the state of one catch-up from zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_ended_in_later_commits_and_across_restarts_equal_one_catch_up() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Arc::new(EmbeddedStore::open(dir.path()).expect("open"));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let start = time::macros::datetime!(2026-04-01 0:00 UTC);
+    let org = Uuid::from_u128(1);
+    let mut h = projections::runner::spawn(store.clone(), store.db().clone(), Runs::default)
+        .expect("spawn");
+    let mut open: Vec<Uuid> = Vec::new();
+    for i in 0..400u128 {
+        if i == 200 {
+            // A restart: what was open is found again in the tree.
+            h.stop().await;
+            h = projections::runner::spawn(store.clone(), store.db().clone(), Runs::default)
+                .expect("respawn");
+        }
+        let at = start + time::Duration::minutes(i as i64);
+        if open.is_empty() || rng.random_bool(0.55) {
+            let id = Uuid::from_u128(5000 + i);
+            let e: Event = RunStarted {
+                run_id: id,
+                bot_id: Uuid::from_u128(10 + i % 3),
+                task: "t".into(),
+                trigger_id: None,
+            }
+            .into();
+            store
+                .append(
+                    &format!("run-{id}"),
+                    ExpectedVersion::NoStream,
+                    vec![proposed(&e, org, at)],
+                )
+                .await
+                .expect("start");
+            open.push(id);
+        } else {
+            let id = open.swap_remove(rng.random_range(0..open.len()));
+            let e: Event = RunCompleted {
+                duration_ms: 7,
+                credits: domain::Credits(1),
+            }
+            .into();
+            store
+                .append(
+                    &format!("run-{id}"),
+                    ExpectedVersion::Exact(0),
+                    vec![proposed(&e, org, at)],
+                )
+                .await
+                .expect("end");
+        }
+        if i % 10 == 0 {
+            // Let the runner commit in between, so starts and ends land in different batches.
+            h.wait_for(store.head().await.expect("head"), Duration::from_secs(30))
+                .await
+                .expect("live");
+        }
+    }
+    let head = store.head().await.expect("head");
+    h.wait_for(head, Duration::from_secs(30))
+        .await
+        .expect("live");
+    let live = tree_state(&h.tree());
+    h.stop().await;
+    let fresh_dir = tempfile::tempdir().expect("dir");
+    let fresh = sled::open(fresh_dir.path()).expect("sled");
+    let r = projections::runner::spawn(store.clone(), fresh, Runs::default).expect("spawn");
+    r.wait_for(head, Duration::from_secs(30))
+        .await
+        .expect("caught up");
+    assert_eq!(
+        live,
+        tree_state(&r.tree()),
+        "live with a restart = one catch-up"
+    );
+    let page = runs::page(&r.tree(), org, &RunFilter::default(), 100, None).expect("page");
+    let running = page
+        .runs
+        .iter()
+        .filter(|(_, v)| v.status == Status::Running)
+        .count();
+    assert!(
+        running > 0 && running < page.runs.len(),
+        "both open and ended runs"
+    );
+    r.stop().await;
 }

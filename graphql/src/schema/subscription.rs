@@ -85,7 +85,10 @@ impl Subscription {
             async move {
                 reached(&svc.projections.runs, e.position).await;
                 let run = e.stream.strip_prefix("run-")?.parse().ok()?;
-                let view = projections::runs::run(&svc.projections.runs.tree(), run).ok()??;
+                let tree = svc.projections.runs.tree();
+                let view = projections::runs::run(&tree, svc.store.as_ref(), run)
+                    .await
+                    .ok()??;
                 Some(RunNode { view, access: a })
             }
         }))

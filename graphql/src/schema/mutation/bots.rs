@@ -134,17 +134,22 @@ async fn bot_command(
 }
 
 /// The run and the viewer's access to its organization.
-fn run_of(ctx: &Context<'_>, id: &ID) -> ApiResult<(Uuid, projections::runs::RunView, Access)> {
+async fn run_of(
+    ctx: &Context<'_>,
+    id: &ID,
+) -> ApiResult<(Uuid, projections::runs::RunView, Access)> {
     let svc = svc(ctx);
     let run = uuid("runId", id)?;
-    let view = projections::runs::run(&svc.projections.runs.tree(), run)?
+    let view = projections::runs::run(&svc.projections.runs.tree(), svc.store.as_ref(), run)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("run {run} not found")))?;
     let a = access(ctx, view.org)?;
     Ok((run, view, a))
 }
 
-fn run_node(svc: &Service, a: &Access, run: Uuid) -> ApiResult<RunNode> {
-    let view = projections::runs::run(&svc.projections.runs.tree(), run)?
+async fn run_node(svc: &Service, a: &Access, run: Uuid) -> ApiResult<RunNode> {
+    let view = projections::runs::run(&svc.projections.runs.tree(), svc.store.as_ref(), run)
+        .await?
         .ok_or_else(|| ApiError::not_found(format!("run {run} not found")))?;
     Ok(RunNode {
         view,
@@ -162,11 +167,11 @@ async fn run_command(
     command: impl FnOnce(&projections::runs::RunView) -> ApiResult<RunCommand>,
 ) -> async_graphql::Result<RunPayload> {
     let svc = svc(ctx);
-    let (run, view, a) = run_of(ctx, id)?;
+    let (run, view, a) = run_of(ctx, id).await?;
     let command = command(&view)?;
     let out = svc.mutate::<Run>(&streams::run(run), &a, command).await?;
     Ok(RunPayload {
-        run: run_node(svc, &a, run)?,
+        run: run_node(svc, &a, run).await?,
         position: Position(out.position),
     })
 }
@@ -398,7 +403,7 @@ impl BotMutation {
         }
         let (run, position) = start_run(svc, &a, a.actor, bot, input.task, trigger_id).await?;
         Ok(RunPayload {
-            run: run_node(svc, &a, run)?,
+            run: run_node(svc, &a, run).await?,
             position: Position(position),
         })
     }
@@ -585,7 +590,7 @@ impl BotMutation {
         let (run, position) =
             start_run(svc, &system, Actor::System, bot, state.task, Some(trigger)).await?;
         Ok(RunPayload {
-            run: run_node(svc, &a, run)?,
+            run: run_node(svc, &a, run).await?,
             position: Position(position.max(fired.position)),
         })
     }
