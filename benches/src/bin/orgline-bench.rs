@@ -552,6 +552,13 @@ async fn p7(dir: &Path) -> Result<f64> {
         org_at_with(store.as_ref(), &snaps, org, TimePoint::Position(last - 1)).await?;
         worst.push(t.elapsed());
     }
+    let (count, bytes) = snaps
+        .tree()
+        .iter()
+        .values()
+        .filter_map(|v| v.ok())
+        .filter(|v| !v.is_empty())
+        .fold((0, 0), |(n, b), v| (n + 1, b + v.len()));
     let load = {
         let t = Instant::now();
         snaps.best(org, head);
@@ -559,11 +566,12 @@ async fn p7(dir: &Path) -> Result<f64> {
     };
     println!(
         "p7 medians of 5: cold (full fold) {:.1} ms; head from snapshot {:.1} ms (snapshot load {load:.1} ms); \
-         worst point ({} events after a snapshot) {:.1} ms; snapshots written in {:.0} ms",
+         worst point ({} events after a snapshot) {:.1} ms; {count} snapshots ({:.1} MB) written in {:.0} ms",
         percentile(cold, 50),
         percentile(times.clone(), 50),
         SNAPSHOT_EVERY - 1,
         percentile(worst, 50),
+        bytes as f64 / 1e6,
         written_in.as_secs_f64() * 1000.0,
     );
     anyhow::ensure!(folded > 30_000, "the org's runs were folded ({folded})");
