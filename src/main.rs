@@ -286,35 +286,46 @@ fn rebuild(data: &std::path::Path, only: Option<&str>) -> anyhow::Result<()> {
     let rt = runtime()?;
     rt.block_on(async {
         let head = store.head().await?;
+        // Rebuilt together, as the server runs them: one read of the log for all.
+        let dyn_store: Arc<dyn EventStore> = store.clone();
+        let feed = projections::feed::Feed::new(dyn_store);
+        let bars = indicatif::MultiProgress::new();
+        let style = indicatif::ProgressStyle::with_template(
+            "{msg:>10} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
+        )?;
+        let mut rebuilding = Vec::new();
         for name in names.into_iter().filter(|n| only.is_none_or(|o| o == *n)) {
-            let dyn_store: Arc<dyn EventStore> = store.clone();
             let handle = match name {
-                "accounts" => runner::spawn(dyn_store, db.clone(), Accounts::default)?,
-                "audit" => runner::spawn(dyn_store, db.clone(), Audit::default)?,
-                "console" => runner::spawn(dyn_store, db.clone(), Console::default)?,
-                "runs" => runner::spawn(dyn_store, db.clone(), Runs::default)?,
-                _ => runner::spawn(dyn_store, db.clone(), CreditsProjection::default)?,
+                "accounts" => runner::spawn_fed(&feed, db.clone(), Accounts::default)?,
+                "audit" => runner::spawn_fed(&feed, db.clone(), Audit::default)?,
+                "console" => runner::spawn_fed(&feed, db.clone(), Console::default)?,
+                "runs" => runner::spawn_fed(&feed, db.clone(), Runs::default)?,
+                _ => runner::spawn_fed(&feed, db.clone(), CreditsProjection::default)?,
             };
             let old = handle.tree().name();
             handle.rebuild().await?;
-            let bar = indicatif::ProgressBar::new(head);
-            bar.set_style(indicatif::ProgressStyle::with_template(
-                "{msg:>10} [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
-            )?);
+            let bar = bars.add(indicatif::ProgressBar::new(head));
+            bar.set_style(style.clone());
             bar.set_message(name);
-            loop {
+            rebuilding.push((name, handle, old, bar));
+        }
+        while !rebuilding.is_empty() {
+            let mut still = Vec::new();
+            for (name, handle, old, bar) in rebuilding {
                 let s = handle.status();
                 if let projections::ProjectionState::Failed(e) = &s.state {
                     anyhow::bail!("{name} failed: {e}");
                 }
                 bar.set_position(s.position.min(head));
                 if handle.tree().name() != old && handle.position() >= head {
-                    break;
+                    bar.finish();
+                    handle.stop().await;
+                } else {
+                    still.push((name, handle, old, bar));
                 }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
-            bar.finish();
-            handle.stop().await;
+            rebuilding = still;
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         anyhow::Ok(())
     })?;
