@@ -83,6 +83,9 @@ struct Cli {
     /// Size of the log P3 and P6 build (P6's target is stated for 10M).
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
+    /// P3-each: only this projection (for profiling one: `perf record … p3-each --only runs`).
+    #[arg(long)]
+    only: Option<String>,
 }
 
 fn main() -> Result<()> {
@@ -170,7 +173,7 @@ fn main() -> Result<()> {
                 );
             }
             Workload::P3Each => {
-                for (name, rate) in rt.block_on(p3_each(&dir, cli.events))? {
+                for (name, rate) in rt.block_on(p3_each(&dir, cli.events, cli.only.as_deref()))? {
                     result(
                         &format!("P3-{name}"),
                         rate,
@@ -456,12 +459,14 @@ async fn p3(dir: &Path, events: u64) -> Result<f64> {
     let fresh = sled::Config::new().path(dir.join("fresh")).open()?;
     let start = Instant::now();
     let es: Arc<dyn EventStore> = store.clone();
+    // As the server starts them: one feed, so the log is read once for all five.
+    let feed = projections::feed::Feed::new(es);
     let handles = vec![
-        runner::spawn(es.clone(), fresh.clone(), Accounts::default)?,
-        runner::spawn(es.clone(), fresh.clone(), Audit::default)?,
-        runner::spawn(es.clone(), fresh.clone(), Console::default)?,
-        runner::spawn(es.clone(), fresh.clone(), CreditsProjection::default)?,
-        runner::spawn(es.clone(), fresh.clone(), Runs::default)?,
+        runner::spawn_fed(&feed, fresh.clone(), Accounts::default)?,
+        runner::spawn_fed(&feed, fresh.clone(), Audit::default)?,
+        runner::spawn_fed(&feed, fresh.clone(), Console::default)?,
+        runner::spawn_fed(&feed, fresh.clone(), CreditsProjection::default)?,
+        runner::spawn_fed(&feed, fresh.clone(), Runs::default)?,
     ];
     for h in &handles {
         h.wait_for(written.events, Duration::from_secs(3_600))
@@ -579,7 +584,7 @@ async fn p7(dir: &Path) -> Result<f64> {
 }
 
 /// Each built-in projection alone over one log: where P3's time goes.
-async fn p3_each(dir: &Path, events: u64) -> Result<Vec<(&'static str, f64)>> {
+async fn p3_each(dir: &Path, events: u64, only: Option<&str>) -> Result<Vec<(&'static str, f64)>> {
     use projections::{
         Projection, ProjectionHandle, accounts::Accounts, audit::Audit, console::Console,
         credits::CreditsProjection, runner, runs::Runs,
@@ -588,6 +593,30 @@ async fn p3_each(dir: &Path, events: u64) -> Result<Vec<(&'static str, f64)>> {
     let written = benches::history::write(&store, 50, events, 0.1).await?;
     let es: Arc<dyn EventStore> = store.clone();
     let mut out = Vec::new();
+    // The floor under every projection: reading the log in the runner's batches, then
+    // reading and decoding each event into the domain's catalog.
+    for decode in [false, true].into_iter().filter(|_| only.is_none()) {
+        let start = Instant::now();
+        let mut from = 1;
+        let mut decoded = 0u64;
+        while from <= written.events {
+            let events = store
+                .read_all(from, projections::runner::REBUILD_EVENTS_MAX)
+                .await?;
+            let Some(last) = events.last() else { break };
+            from = last.position + 1;
+            if decode {
+                for e in &events {
+                    decoded += u64::from(projections::time_travel::decode(e)?.is_some());
+                }
+            }
+        }
+        anyhow::ensure!(!decode || decoded > 0, "events decoded");
+        out.push((
+            if decode { "read-decode" } else { "read" },
+            written.events as f64 / start.elapsed().as_secs_f64(),
+        ));
+    }
     for (i, name) in [
         Accounts::NAME,
         Audit::NAME,
@@ -597,6 +626,7 @@ async fn p3_each(dir: &Path, events: u64) -> Result<Vec<(&'static str, f64)>> {
     ]
     .into_iter()
     .enumerate()
+    .filter(|(_, n)| only.is_none_or(|o| o == *n))
     {
         let db = sled::Config::new()
             .path(dir.join(format!("fresh-{i}")))
