@@ -17,12 +17,10 @@
 //! Readers take what they need from the memtables under a read lock *before* they read
 //! sled: entries only ever move from memory to sled, so nothing falls between the two.
 
-use super::filter::Filter;
 use super::segment::poisoned_lock;
 use crate::error::StoreError;
 use crate::event::{GENESIS_HASH, Hash};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use uuid::Uuid;
 
@@ -177,10 +175,6 @@ struct State {
 pub(crate) struct Index {
     tree: sled::Tree,
     state: RwLock<State>,
-    /// Every first event id the index holds (see [`Filter`]).
-    id_filter: Filter,
-    /// Every stream the index holds.
-    stream_filter: Filter,
 }
 
 fn head_key(stream: &str) -> Vec<u8> {
@@ -231,36 +225,11 @@ fn extend_positions(block: &mut Vec<u8>, positions: &[u64]) {
 }
 
 impl Index {
-    /// The index over `tree`, whose filters are sized for a log of about `events`
-    /// events; they answer "maybe" until [`Index::load_filters`] has run.
-    pub(crate) fn open(tree: sled::Tree, events: u64) -> Index {
+    pub(crate) fn open(tree: sled::Tree) -> Index {
         Index {
             tree,
             state: RwLock::new(State::default()),
-            id_filter: Filter::new(events + events / 4),
-            stream_filter: Filter::new(events / 4),
         }
-    }
-
-    pub(crate) fn filters_loaded(&self) -> bool {
-        self.id_filter.is_complete() && self.stream_filter.is_complete()
-    }
-
-    /// Inserts every id and stream already in sled into the filters, then lets them
-    /// answer "absent". Runs off the open path; returns early (filters left answering
-    /// "maybe") when `stop` is set.
-    pub(crate) fn load_filters(&self, stop: &AtomicBool) -> Result<(), StoreError> {
-        for (prefix, filter) in [(b'i', &self.id_filter), (b'h', &self.stream_filter)] {
-            for (n, kv) in self.tree.scan_prefix([prefix]).keys().enumerate() {
-                if n % 4096 == 0 && stop.load(Ordering::Relaxed) {
-                    return Ok(());
-                }
-                filter.insert(&kv?[1..]);
-            }
-        }
-        self.id_filter.set_complete();
-        self.stream_filter.set_complete();
-        Ok(())
     }
 
     /// The last position written to sled.
@@ -293,9 +262,6 @@ impl Index {
                 });
             }
         }
-        if !self.stream_filter.may_contain(stream.as_bytes()) {
-            return Ok(Head::NONE);
-        }
         Ok(match self.tree.get(head_key(stream))? {
             Some(v) if v.len() == 40 => {
                 let mut last_hash = [0; 32];
@@ -320,9 +286,6 @@ impl Index {
             if let Some(e) = in_memory {
                 return Ok(Some(*e));
             }
-        }
-        if !self.id_filter.may_contain(id.as_bytes()) {
-            return Ok(None);
         }
         Ok(self.tree.get(id_key(id))?.and_then(|v| IdEntry::decode(&v)))
     }
@@ -442,14 +405,7 @@ impl Index {
         ids: Vec<(Uuid, IdEntry)>,
     ) -> Result<usize, StoreError> {
         let mut st = self.state.write().map_err(|_| poisoned_lock())?;
-        // Into the filters before the memtable shows them (see `filter`).
-        for (id, _) in &ids {
-            self.id_filter.insert(id.as_bytes());
-        }
         for e in events {
-            if !st.active.streams.contains_key(&e.stream) {
-                self.stream_filter.insert(e.stream.as_bytes());
-            }
             st.active.push(e);
         }
         st.active.ids.extend(ids);
@@ -571,7 +527,7 @@ mod tests {
     fn lookups_see_the_same_answer_before_and_after_a_flush() -> Result<(), StoreError> {
         let dir = tempfile::tempdir()?;
         let db = sled::open(dir.path())?;
-        let index = Index::open(db.open_tree("t")?, 0);
+        let index = Index::open(db.open_tree("t")?);
         let org = Uuid::from_u128(7);
         let mut events = Vec::new();
         let mut p = 0;

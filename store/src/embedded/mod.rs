@@ -14,7 +14,6 @@
 //! DIR/index/                          sled: the derived indexes (and later projections)
 //! ```
 
-mod filter;
 mod index;
 pub(crate) mod record;
 pub(crate) mod segment;
@@ -168,9 +167,6 @@ pub struct EmbeddedStore {
     writer: Option<JoinHandle<()>>,
     indexer: Option<JoinHandle<()>>,
     stop_indexer: Arc<AtomicBool>,
-    /// The background load of the id and stream filters (see `filter`).
-    loader: Option<JoinHandle<()>>,
-    stop_loader: Arc<AtomicBool>,
 }
 
 impl EmbeddedStore {
@@ -191,11 +187,8 @@ impl EmbeddedStore {
         std::fs::create_dir_all(&log_dir)?;
         // sled's lock on its directory is the store's lock: taken before the log is
         // touched, so a second opener never cuts a tail that a live writer is writing.
-        let started = Instant::now();
         let db = open_sled(&dir.join("index"), options.cache_bytes)?;
-        let sled_ms = started.elapsed().as_millis();
         let (segments, active_len) = open_segments(&log_dir)?;
-        let segments_ms = started.elapsed().as_millis() - sled_ms;
         let active = segments
             .last()
             .cloned()
@@ -207,39 +200,8 @@ impl EmbeddedStore {
             segments: RwLock::new(segments),
             head: head_rx,
         });
-        let index = Arc::new(Index::open(db.open_tree("log")?, head));
-        let reindexed = reindex(&log, &index, head)?;
-        let stop_loader = Arc::new(AtomicBool::new(false));
-        let loader = {
-            let index = index.clone();
-            let stop = stop_loader.clone();
-            std::thread::Builder::new()
-                .name("orgline-filters".into())
-                .spawn(move || {
-                    let started = Instant::now();
-                    // Off unless `ORGLINE_STORE_FILTERS=1`: with them the medium seed
-                    // took 26 s instead of 35 s, but its RSS grew to 6 GB instead of
-                    // 0.9 GB (not yet understood: see `filter`). Without, the filters
-                    // answer "maybe" and every lookup goes to sled, as before.
-                    if std::env::var_os("ORGLINE_STORE_FILTERS").is_none_or(|v| v != "1") {
-                        return;
-                    }
-                    match index.load_filters(&stop) {
-                        Ok(()) => tracing::debug!(
-                            ms = started.elapsed().as_millis(),
-                            "id and stream filters loaded"
-                        ),
-                        Err(e) => tracing::warn!(error = %e, "loading the id filter failed; lookups go to sled"),
-                    }
-                })?
-        };
-        tracing::info!(
-            sled_ms,
-            segments_ms,
-            reindexed,
-            total_ms = started.elapsed().as_millis(),
-            "store opened"
-        );
+        let index = Arc::new(Index::open(db.open_tree("log")?));
+        reindex(&log, &index, head)?;
 
         let stop_indexer = Arc::new(AtomicBool::new(false));
         let indexer = {
@@ -274,8 +236,6 @@ impl EmbeddedStore {
             writer: Some(writer),
             indexer: Some(indexer),
             stop_indexer,
-            loader: Some(loader),
-            stop_loader,
         })
     }
 
@@ -283,13 +243,6 @@ impl EmbeddedStore {
     /// (projections, credentials, sessions), each in its own trees.
     pub fn db(&self) -> &sled::Db {
         &self.db
-    }
-
-    /// Whether the background load of the id and stream filters has finished, so the
-    /// writer no longer asks sled about ids and streams that do not exist. Lookups are
-    /// exact either way; this is for tests and diagnostics.
-    pub fn filters_loaded(&self) -> bool {
-        self.index.filters_loaded()
     }
 
     /// The last position written to the sled indexes (the rest is in memory).
@@ -341,10 +294,6 @@ impl EmbeddedStore {
 
 impl Drop for EmbeddedStore {
     fn drop(&mut self) {
-        self.stop_loader.store(true, Ordering::SeqCst);
-        if let Some(l) = self.loader.take() {
-            let _ = l.join();
-        }
         drop(self.tx.take());
         if let Some(w) = self.writer.take() {
             let _ = w.join();
@@ -404,8 +353,7 @@ fn open_segments(dir: &Path) -> Result<(Vec<Arc<Segment>>, u64), StoreError> {
 }
 
 /// Brings the indexes up to the log's head after open.
-/// Returns how many events it indexed.
-fn reindex(log: &Log, index: &Index, head: u64) -> Result<u64, StoreError> {
+fn reindex(log: &Log, index: &Index, head: u64) -> Result<(), StoreError> {
     let mut from = index.indexed_up_to()?;
     if from > head {
         tracing::warn!(
@@ -417,7 +365,7 @@ fn reindex(log: &Log, index: &Index, head: u64) -> Result<u64, StoreError> {
         from = 0;
     }
     if from == head {
-        return Ok(0);
+        return Ok(());
     }
     tracing::info!(from = from + 1, to = head, "re-indexing the log");
     #[derive(serde::Deserialize)]
@@ -475,7 +423,7 @@ fn reindex(log: &Log, index: &Index, head: u64) -> Result<u64, StoreError> {
     if let Some(m) = index.freeze(1)? {
         index.flush(&m)?;
     }
-    Ok(head - from)
+    Ok(())
 }
 
 fn run_indexer(index: &Index, stop: &AtomicBool, flush_events: usize, interval: Duration) {
