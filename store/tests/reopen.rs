@@ -48,3 +48,32 @@ async fn a_store_open_in_this_process_is_not_opened_twice() {
         .await
         .expect("append");
 }
+
+#[tokio::test]
+async fn a_checkpoint_after_close_keeps_everything_and_is_refused_while_open() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let store = EmbeddedStore::open_with(dir.path(), Options::default()).expect("open");
+        for n in 0..50 {
+            store
+                .append("s-1", ExpectedVersion::Any, vec![event(n)])
+                .await
+                .expect("append");
+        }
+        assert!(
+            EmbeddedStore::checkpoint(dir.path()).is_err(),
+            "a checkpoint needs the store closed"
+        );
+    }
+    EmbeddedStore::checkpoint(dir.path()).expect("checkpoint after close");
+    let store = EmbeddedStore::open_with(dir.path(), Options::default()).expect("reopen");
+    assert_eq!(store.head().await.expect("head"), 50);
+    let last = store
+        .read_stream("s-1", u64::MAX, store::Direction::Backwards, 1)
+        .await
+        .expect("read");
+    assert_eq!(
+        last[0].version, 49,
+        "the stream index survived the checkpoint"
+    );
+}

@@ -250,6 +250,20 @@ impl EmbeddedStore {
         })
     }
 
+    /// Makes the next open of the closed store in `dir` fast: sled 0.34 writes the
+    /// snapshot of its page table only when it opens, so an open replays everything
+    /// sled logged since the previous open (21 s after a 10M-event seed). Opening and
+    /// closing it once at a clean shutdown moves that replay off the next start. Call
+    /// it after every handle on the store is dropped; a crash skips it, and the next
+    /// open is slow but correct. Returns how long it took.
+    pub fn checkpoint(dir: impl AsRef<Path>) -> Result<std::time::Duration, StoreError> {
+        let started = std::time::Instant::now();
+        let db = open_sled(&dir.as_ref().join("index"), 1 << 20)?;
+        db.flush()?;
+        drop(db);
+        Ok(started.elapsed())
+    }
+
     /// The sled database, for the other derived data that lives beside the indexes
     /// (projections, credentials, sessions), each in its own trees.
     pub fn db(&self) -> &sled::Db {
