@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 /// mimalloc: the allocator is a measurable share of the work of encoding events.
+/// `--features heap-profile` keeps the system allocator, which heaptrack can follow.
+#[cfg(not(feature = "heap-profile"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -83,6 +83,10 @@ struct Cli {
     /// Size of the log P3 and P6 build (P6's target is stated for 10M).
     #[arg(long, default_value_t = 1_000_000)]
     events: u64,
+    /// Keep the stores under test (their directory is printed) instead of removing
+    /// them: e.g. to run `orgline serve` over P8's built store and measure it apart.
+    #[arg(long)]
+    keep: bool,
     /// P3-each: only this projection (for profiling one: `perf record … p3-each --only runs`).
     #[arg(long)]
     only: Option<String>,
@@ -268,7 +272,14 @@ fn main() -> Result<()> {
             }
             Workload::All => {}
         }
-        std::fs::remove_dir_all(&dir)?;
+        if cli.keep {
+            eprintln!("kept {}", dir.display());
+        } else {
+            std::fs::remove_dir_all(&dir)?;
+        }
+    }
+    if cli.keep {
+        let _ = base.keep();
     }
     Ok(())
 }
