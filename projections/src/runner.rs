@@ -288,11 +288,7 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
                 break;
             }
             refresh_state(self.store.clone(), done, self.status.clone()).await;
-            let events = self.feed.read(done + 1).await?;
-            if self.commit(&tree, &events, true)? <= done {
-                return Err(stalled(done));
-            }
-            tokio::task::yield_now().await;
+            self.catch_up_batch(&tree, done, true).await?;
         }
         self.feed.done();
         let from = checkpoint_of(&tree)? + 1;
@@ -314,6 +310,21 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
                 }
             }
         }
+    }
+
+    /// One batch from the shared feed past `done`, applied and committed into `tree`.
+    async fn catch_up_batch(
+        &mut self,
+        tree: &sled::Tree,
+        done: u64,
+        publish: bool,
+    ) -> Result<(), ProjectionError> {
+        let events = self.feed.read(done + 1).await?;
+        if self.commit(tree, &events, publish)? <= done {
+            return Err(stalled(done));
+        }
+        tokio::task::yield_now().await;
+        Ok(())
     }
 
     /// Applies a chunk into `tree` and commits it with its checkpoint, atomically.
@@ -386,11 +397,7 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
             if done >= head {
                 break;
             }
-            let events = self.feed.read(done + 1).await?;
-            if self.commit(&fresh, &events, false)? <= done {
-                return Err(stalled(done));
-            }
-            tokio::task::yield_now().await;
+            self.catch_up_batch(&fresh, done, false).await?;
         }
         self.feed.done();
         let meta = Meta {
