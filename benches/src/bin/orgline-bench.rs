@@ -87,6 +87,10 @@ struct Cli {
     /// them: e.g. to run `orgline serve` over P8's built store and measure it apart.
     #[arg(long)]
     keep: bool,
+    /// P3 and P3-each: rebuild over this existing store (e.g. one kept by `--keep`)
+    /// instead of writing a fresh log first, so runs and profiles compare on one log.
+    #[arg(long)]
+    log: Option<PathBuf>,
     /// P3-each: only this projection (for profiling one: `perf record … p3-each --only runs`).
     #[arg(long)]
     only: Option<String>,
@@ -164,25 +168,27 @@ fn main() -> Result<()> {
                 );
             }
             Workload::P3 => {
-                let rate = rt.block_on(p3(&dir, cli.events))?;
+                let (rate, events) = rt.block_on(p3(&dir, cli.events, cli.log.as_deref()))?;
                 result(
                     "P3",
                     rate,
                     "events/s",
-                    &format!(
-                        "events={} target=250000 met={}",
-                        cli.events,
-                        rate >= 250_000.0
-                    ),
+                    &format!("events={events} target=250000 met={}", rate >= 250_000.0),
                 );
             }
             Workload::P3Each => {
-                for (name, rate) in rt.block_on(p3_each(&dir, cli.events, cli.only.as_deref()))? {
+                let (rates, events) = rt.block_on(p3_each(
+                    &dir,
+                    cli.events,
+                    cli.log.as_deref(),
+                    cli.only.as_deref(),
+                ))?;
+                for (name, rate) in rates {
                     result(
                         &format!("P3-{name}"),
                         rate,
                         "events/s",
-                        &format!("events={}", cli.events),
+                        &format!("events={events}"),
                     );
                 }
             }
@@ -459,14 +465,31 @@ fn percentile(mut v: Vec<Duration>, p: usize) -> f64 {
         * 1000.0
 }
 
+/// P3's log: the one at `log` if given (its head is the size), else `events` written
+/// fresh under `dir`.
+async fn p3_log(dir: &Path, events: u64, log: Option<&Path>) -> Result<(Arc<EmbeddedStore>, u64)> {
+    match log {
+        Some(log) => {
+            let store = Arc::new(EmbeddedStore::open(log)?);
+            let head = store.head().await?;
+            anyhow::ensure!(head > 0, "{} holds no events", log.display());
+            Ok((store, head))
+        }
+        None => {
+            let store = Arc::new(EmbeddedStore::open(dir.join("store"))?);
+            let written = benches::history::write(&store, 50, events, 0.1).await?;
+            Ok((store, written.events))
+        }
+    }
+}
+
 /// P3: all built-in projections (accounts, audit, console, credits, runs) rebuilt from a fresh database over the same log.
-async fn p3(dir: &Path, events: u64) -> Result<f64> {
+async fn p3(dir: &Path, events: u64, log: Option<&Path>) -> Result<(f64, u64)> {
     use projections::{
         accounts::Accounts, audit::Audit, console::Console, credits::CreditsProjection, runner,
         runs::Runs,
     };
-    let store = Arc::new(EmbeddedStore::open(dir.join("store"))?);
-    let written = benches::history::write(&store, 50, events, 0.1).await?;
+    let (store, written) = p3_log(dir, events, log).await?;
     let fresh = sled::Config::new().path(dir.join("fresh")).open()?;
     let start = Instant::now();
     let es: Arc<dyn EventStore> = store.clone();
@@ -480,14 +503,13 @@ async fn p3(dir: &Path, events: u64) -> Result<f64> {
         runner::spawn_fed(&feed, fresh.clone(), Runs::default)?,
     ];
     for h in &handles {
-        h.wait_for(written.events, Duration::from_secs(3_600))
-            .await?;
+        h.wait_for(written, Duration::from_secs(3_600)).await?;
     }
-    let rate = written.events as f64 / start.elapsed().as_secs_f64();
+    let rate = written as f64 / start.elapsed().as_secs_f64();
     for h in handles {
         h.stop().await;
     }
-    Ok(rate)
+    Ok((rate, written))
 }
 
 /// P6: pages of 50 audit entries filtered by action and actor, newest first and at
@@ -595,13 +617,17 @@ async fn p7(dir: &Path) -> Result<f64> {
 }
 
 /// Each built-in projection alone over one log: where P3's time goes.
-async fn p3_each(dir: &Path, events: u64, only: Option<&str>) -> Result<Vec<(&'static str, f64)>> {
+async fn p3_each(
+    dir: &Path,
+    events: u64,
+    log: Option<&Path>,
+    only: Option<&str>,
+) -> Result<(Vec<(&'static str, f64)>, u64)> {
     use projections::{
         Projection, ProjectionHandle, accounts::Accounts, audit::Audit, console::Console,
         credits::CreditsProjection, runner, runs::Runs,
     };
-    let store = Arc::new(EmbeddedStore::open(dir.join("store"))?);
-    let written = benches::history::write(&store, 50, events, 0.1).await?;
+    let (store, written) = p3_log(dir, events, log).await?;
     let es: Arc<dyn EventStore> = store.clone();
     let mut out = Vec::new();
     // The floor under every projection: reading the log in the runner's batches, then
@@ -610,7 +636,7 @@ async fn p3_each(dir: &Path, events: u64, only: Option<&str>) -> Result<Vec<(&'s
         let start = Instant::now();
         let mut from = 1;
         let mut decoded = 0u64;
-        while from <= written.events {
+        while from <= written {
             let events = store
                 .read_all(from, projections::runner::REBUILD_EVENTS_MAX)
                 .await?;
@@ -625,7 +651,7 @@ async fn p3_each(dir: &Path, events: u64, only: Option<&str>) -> Result<Vec<(&'s
         anyhow::ensure!(!decode || decoded > 0, "events decoded");
         out.push((
             if decode { "read-decode" } else { "read" },
-            written.events as f64 / start.elapsed().as_secs_f64(),
+            written as f64 / start.elapsed().as_secs_f64(),
         ));
     }
     for (i, name) in [
@@ -650,10 +676,9 @@ async fn p3_each(dir: &Path, events: u64, only: Option<&str>) -> Result<Vec<(&'s
             "credits" => runner::spawn(es.clone(), db, CreditsProjection::default)?,
             _ => runner::spawn(es.clone(), db, Runs::default)?,
         };
-        h.wait_for(written.events, Duration::from_secs(3_600))
-            .await?;
-        out.push((name, written.events as f64 / start.elapsed().as_secs_f64()));
+        h.wait_for(written, Duration::from_secs(3_600)).await?;
+        out.push((name, written as f64 / start.elapsed().as_secs_f64()));
         h.stop().await;
     }
-    Ok(out)
+    Ok((out, written))
 }
