@@ -28,17 +28,18 @@ pub struct Audit {
     postings: Postings,
 }
 
+// List names: `o/{org}`, `a/{org}/{action}`, `u/{org}/{actor}`, `t/{org}/{target}`.
 fn org_list(org: &Uuid) -> Vec<u8> {
-    format!("o/{org}").into_bytes()
+    postings::name(b'o', org, None)
 }
 fn action_list(org: &Uuid, action: &str) -> Vec<u8> {
-    format!("a/{org}/{action}").into_bytes()
+    postings::name(b'a', org, Some(action.as_bytes()))
 }
 fn actor_list(org: &Uuid, actor: &str) -> Vec<u8> {
-    format!("u/{org}/{actor}").into_bytes()
+    postings::name(b'u', org, Some(actor.as_bytes()))
 }
 fn target_list(org: &Uuid, target: &str) -> Vec<u8> {
-    format!("t/{org}/{target}").into_bytes()
+    postings::name(b't', org, Some(target.as_bytes()))
 }
 
 /// The id fields an event of an organization, billing or credits stream may name, in
@@ -103,11 +104,10 @@ impl Projection for Audit {
 
     fn apply(&mut self, e: &RecordedEvent, _tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
         let Some(org) = e.org() else { return Ok(()) };
-        self.postings.push(org_list(&org), e.position);
-        self.postings
-            .push(action_list(&org, &e.event_type), e.position);
-        self.postings
-            .push(actor_list(&org, &e.meta.actor.id), e.position);
+        let p = &mut self.postings;
+        p.push_named(b'o', &org, None, e.position);
+        p.push_named(b'a', &org, Some(e.event_type.as_bytes()), e.position);
+        p.push_named(b'u', &org, Some(e.meta.actor.id.as_bytes()), e.position);
         // Runs are high volume and each is its own target: a list per run would cost
         // two new sled keys per run. So a run has no target list — neither its own
         // events nor the credits events naming it (`run_id`) — and a run-target filter
@@ -115,7 +115,7 @@ impl Projection for Audit {
         // some of them would hide the rest).
         let (target, names_a_run) = target_and_run(e);
         if !names_a_run {
-            self.postings.push(target_list(&org, &target), e.position);
+            p.push_named(b't', &org, Some(target.as_bytes()), e.position);
         }
         Ok(())
     }

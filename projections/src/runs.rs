@@ -90,14 +90,32 @@ fn view_in(block: &[(u64, RunView)], position: u64) -> Option<&RunView> {
 
 /// Open runs remembered between batches at most; past it they are read from the tree.
 pub const OPEN_MAX: usize = 100_000;
+// List names: `o/{org}`, `b/{org}/{bot}`, `t/{org}/{trigger}`.
 fn org_list(org: &Uuid) -> Vec<u8> {
-    format!("o/{org}").into_bytes()
+    postings::name(b'o', org, None)
 }
 fn bot_list(org: &Uuid, bot: &Uuid) -> Vec<u8> {
-    format!("b/{org}/{bot}").into_bytes()
+    postings::name(
+        b'b',
+        org,
+        Some(
+            bot.hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        ),
+    )
 }
 fn trigger_list(org: &Uuid, trigger: &Uuid) -> Vec<u8> {
-    format!("t/{org}/{trigger}").into_bytes()
+    postings::name(
+        b't',
+        org,
+        Some(
+            trigger
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer())
+                .as_bytes(),
+        ),
+    )
 }
 
 #[derive(Default)]
@@ -124,10 +142,14 @@ impl Projection for Runs {
             return Ok(());
         };
         if let Event::RunStarted(s) = &event {
-            self.postings.push(org_list(&org), e.position);
-            self.postings.push(bot_list(&org, &s.bot_id), e.position);
+            let p = &mut self.postings;
+            let mut id = Uuid::encode_buffer();
+            p.push_named(b'o', &org, None, e.position);
+            let bot = s.bot_id.hyphenated().encode_lower(&mut id);
+            p.push_named(b'b', &org, Some(bot.as_bytes()), e.position);
             if let Some(t) = s.trigger_id {
-                self.postings.push(trigger_list(&org, &t), e.position);
+                let trigger = t.hyphenated().encode_lower(&mut id);
+                p.push_named(b't', &org, Some(trigger.as_bytes()), e.position);
             }
             self.open.insert(run, (e.position, false));
             let view = RunView {
