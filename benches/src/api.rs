@@ -325,29 +325,59 @@ pub struct Restart {
     pub events: u64,
     /// From opening the store to the first query answered over HTTP (P8).
     pub first_query_ms: f64,
-    /// Largest resident set of the process during the load (P9).
+    /// Largest resident set of the server process during the load (P9).
     pub rss_max_mb: f64,
+    /// The server process's peak resident set since it started (`VmHWM`).
+    pub peak_mb: f64,
     /// The console-query load P9 ran.
     pub load: Load,
 }
 
-/// The resident set of this process, in MiB (Linux).
-pub fn rss_mb() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// Resident set of process `pid` in MiB: `VmRSS` now, or `VmHWM` (its peak so far).
+pub fn rss_mb(pid: u32, field: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
+                .find(|l| l.starts_with(field))
                 .and_then(|l| l.split_whitespace().nth(1))
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
-/// P8 and P9: a store of `events` events with its projections built is closed; then
-/// the clock starts, the store opens, the server starts and the first console query is
-/// answered over HTTP (P8); then P4's load runs against it while the process's RSS is
-/// sampled (P9).
+/// Set in the environment of the server child that P8 and P9 start: its data directory
+/// and listen address. See [`serve_child_from_env`].
+pub const SERVE_DATA_ENV: &str = "ORGLINE_BENCH_SERVE_DATA";
+pub const SERVE_LISTEN_ENV: &str = "ORGLINE_BENCH_SERVE_LISTEN";
+
+/// In the server child of P8 and P9 (the driver re-executes itself with
+/// [`SERVE_DATA_ENV`] set): serves exactly as `orgline serve --data DIR --listen ADDR`
+/// does — `graphql::serve::run`, with its projections, process managers and
+/// time-travel snapshot writer — until it is killed. `None` in any other process.
+pub fn serve_child_from_env() -> Option<Result<()>> {
+    let data = std::env::var_os(SERVE_DATA_ENV)?;
+    Some((|| {
+        let listen = std::env::var(SERVE_LISTEN_ENV)
+            .context("the listen address")?
+            .parse()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?;
+        rt.block_on(graphql::serve::run(graphql::serve::ServeOptions {
+            data: data.into(),
+            listen,
+            demo: false,
+        }))
+    })())
+}
+
+/// P8 and P9: a store of `events` events — its projections and time-travel snapshots
+/// built, as a server that has run for a while leaves it — is closed cleanly. Then the
+/// clock starts: a fresh server process starts over it (`orgline serve`'s code, in a
+/// child process), and the first console query is answered over HTTP (P8). Then P4's
+/// load runs against that process while its RSS is sampled (P9): the server alone, not
+/// the process that built the store, nor the load driver.
 pub fn p8_p9(dir: &std::path::Path, events: u64, seconds: f64) -> Result<Restart> {
     const PASSWORD: &str = "bench-password";
     // Build: the log, every projection caught up, a session for the busiest org's owner.
@@ -366,11 +396,21 @@ pub fn p8_p9(dir: &std::path::Path, events: u64, seconds: f64) -> Result<Restart
             };
             let svc = graphql::serve::service(store.clone(), config)?;
             let head = svc_head(&svc).await?;
+            let snapshots = projections::snapshots::spawn(
+                svc.store.clone(),
+                svc.db.clone(),
+                projections::snapshots::SNAPSHOT_EVERY,
+            )?;
             for h in svc.projections.all() {
                 h.wait_for(head, Duration::from_secs(3_600))
                     .await
                     .map_err(|e| anyhow::anyhow!("{e}"))?;
             }
+            snapshots
+                .wait_for(head, Duration::from_secs(3_600))
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            snapshots.stop().await;
             let owner = *written.users.first().context("a user")?;
             let org = *written.orgs.first().context("an org")?;
             let e = |e: graphql::error::ApiError| anyhow::anyhow!(e.message);
@@ -399,40 +439,56 @@ pub fn p8_p9(dir: &std::path::Path, events: u64, seconds: f64) -> Result<Restart
         "P8 clean stop: checkpoint {:.0} ms",
         took.as_secs_f64() * 1000.0
     );
-    // Measure: open, serve, first answer.
+    // Measure: a fresh server process, up to its first answer.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let url = format!("http://{addr}");
     let start = Instant::now();
-    let store = Arc::new(EmbeddedStore::open(dir)?);
-    let opened = start.elapsed();
-    let server = Server::start(store, true)?;
-    let served = start.elapsed();
-    let url = server.url.clone();
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .env(SERVE_DATA_ENV, dir)
+        .env(SERVE_LISTEN_ENV, addr.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("starting the server process")?;
+    let pid = child.id();
     let body = json!({ "query": P4_QUERY, "variables": { "o": org } });
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    let first = rt.block_on(async {
         let http = client()?;
-        let v = post(&http, &url, Some(&token), &body).await?;
-        if v.get("errors").is_some() || v["data"]["organization"].is_null() {
-            bail!("the first query failed: {v}");
+        loop {
+            match post(&http, &url, Some(&token), &body).await {
+                Ok(v) if v.get("errors").is_none() && !v["data"]["organization"].is_null() => {
+                    return anyhow::Ok(());
+                }
+                Ok(v) => bail!("the first query failed: {v}"),
+                Err(_) if child.try_wait()?.is_some() => bail!("the server process exited"),
+                // Not listening yet.
+                Err(_) if start.elapsed() < Duration::from_secs(600) => {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                Err(e) => bail!("the server never answered: {e}"),
+            }
         }
-        anyhow::Ok(())
-    })?;
+    });
     let first_query_ms = start.elapsed().as_secs_f64() * 1000.0;
-    eprintln!(
-        "P8 phases: store open {:.0} ms, projections and server up {:.0} ms, first answer {first_query_ms:.0} ms",
-        opened.as_secs_f64() * 1000.0,
-        (served - opened).as_secs_f64() * 1000.0,
-    );
     drop(rt);
-    // P9: RSS under P4's load.
+    if let Err(e) = first {
+        let _ = child.kill();
+        return Err(e);
+    }
+    eprintln!(
+        "P8: server process started, first answer after {first_query_ms:.0} ms; RSS then {:.0} MiB",
+        rss_mb(pid, "VmRSS:")
+    );
+    // P9: the server's RSS under P4's load.
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let sampler = {
         let stop = stop.clone();
         std::thread::spawn(move || {
-            let mut max = rss_mb();
+            let mut max = rss_mb(pid, "VmRSS:");
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                max = max.max(rss_mb());
+                max = max.max(rss_mb(pid, "VmRSS:"));
                 std::thread::sleep(Duration::from_millis(100));
             }
             max
@@ -442,14 +498,19 @@ pub fn p8_p9(dir: &std::path::Path, events: u64, seconds: f64) -> Result<Restart
         seconds,
         move |_, _| (Some(token.clone()), body.clone()),
         url,
-    )?;
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let rss_max_mb = sampler.join().map_err(|_| anyhow::anyhow!("sampler"))?;
-    server.stop();
+    let peak = rss_mb(pid, "VmHWM:");
+    let _ = child.kill();
+    let _ = child.wait();
+    let load = load?;
+    eprintln!("P9: server RSS max {rss_max_mb:.0} MiB under load (peak since start {peak:.0} MiB)");
     Ok(Restart {
         events,
         first_query_ms,
         rss_max_mb,
+        peak_mb: peak,
         load,
     })
 }

@@ -38,7 +38,11 @@ use uuid::Uuid;
 /// snapshots, each the size of the org at that point.
 pub const SNAPSHOT_EVERY: u64 = 10_000;
 /// The sled tree of the snapshots.
-pub const TREE: &str = "time_travel/snapshots";
+pub const TREE: &str = "time_travel/snapshots/2";
+/// Trees of earlier layouts, dropped when the writer starts: the first held whole
+/// histories (every run, every consumption key), so its snapshots grew with the square
+/// of an org's size.
+const LEGACY_TREES: [&str; 1] = ["time_travel/snapshots"];
 /// The first byte of every stored snapshot: its encoding. Another value is skipped.
 const FORMAT: u8 = 1;
 /// Key kinds inside [`TREE`].
@@ -250,7 +254,8 @@ fn mark_key(org: Uuid, position: u64) -> Vec<u8> {
 
 impl Projection for SnapshotMarks {
     const NAME: &'static str = "snapshot_marks";
-    const VERSION: u32 = 1;
+    // 2: marks every snapshot again for the tree of snapshots without whole histories.
+    const VERSION: u32 = 2;
 
     fn apply(&mut self, event: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
         let Some(org) = event.meta.org else {
@@ -297,6 +302,9 @@ pub fn spawn(
     db: sled::Db,
     every: u64,
 ) -> Result<SnapshotWriter, ProjectionError> {
+    for legacy in LEGACY_TREES {
+        db.drop_tree(legacy)?;
+    }
     let snapshots = Snapshots::open(&db)?;
     let marks = runner::spawn(store.clone(), db, move || SnapshotMarks::new(every))?;
     let (written_tx, written) = watch::channel(0);

@@ -15,7 +15,7 @@ use domain::bot::Bot;
 use domain::events::Event;
 use domain::ledger::Ledger;
 use domain::organization::Organization;
-use domain::run::Run;
+use domain::run::{Run, RunStatus};
 use domain::trigger::Trigger;
 use std::collections::BTreeMap;
 use store::{EventStore, RecordedEvent};
@@ -40,6 +40,14 @@ pub enum TimePoint {
 }
 
 /// One organization's aggregates at a point of the log.
+///
+/// It keeps what a read as of the point needs, so its size follows the org's state, not
+/// its history (a snapshot of a busy org stays small, and snapshots every
+/// [`SNAPSHOT_EVERY`](crate::snapshots::SNAPSHOT_EVERY) events cost linear storage):
+/// - `runs` holds the runs **open** at the point. A run that has ended never changes
+///   again, so the runs read model shows it as it was at any later point.
+/// - `ledger.consumed_keys` is empty: only a decision (idempotency) needs the keys
+///   consumed, and time travel never decides.
 #[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OrgSnapshot {
     /// The last position folded in (0: nothing yet).
@@ -90,17 +98,23 @@ impl OrgSnapshot {
         match category {
             "organization" => self.org.apply(&event),
             "billing" => self.billing.apply(&event),
-            "credits" => self.ledger.apply(&event),
+            "credits" => {
+                self.ledger.apply(&event);
+                self.ledger.consumed_keys.clear();
+            }
             "bot" => self
                 .bots
                 .entry(stream_id(&e.stream, e.position)?)
                 .or_default()
                 .apply(&event),
-            "run" => self
-                .runs
-                .entry(stream_id(&e.stream, e.position)?)
-                .or_default()
-                .apply(&event),
+            "run" => {
+                let id = stream_id(&e.stream, e.position)?;
+                let run = self.runs.entry(id).or_default();
+                run.apply(&event);
+                if run.status != RunStatus::Running {
+                    self.runs.remove(&id);
+                }
+            }
             "trigger" => self
                 .triggers
                 .entry(stream_id(&e.stream, e.position)?)

@@ -90,11 +90,13 @@ fn replay_until(
             .filter(|x| x.2.starts_with("organization-"))
             .map(|x| &x.3),
     );
-    let ledger = Ledger::replay(
+    let mut ledger = Ledger::replay(
         take.iter()
             .filter(|x| x.2.starts_with("credits-"))
             .map(|x| &x.3),
     );
+    // Time travel keeps no consumption keys: only decisions need them (`OrgSnapshot`).
+    ledger.consumed_keys.clear();
     (org, ledger, take.len())
 }
 
@@ -234,6 +236,17 @@ async fn the_org_at_any_position_or_time_equals_a_replay_stopped_there() {
     assert_eq!(now.org.members.len(), 41);
     assert_eq!(now.bots.len(), 1);
     assert!(now.ledger.balance() > Credits(0));
+    assert!(
+        now.ledger.total_consumed > 0,
+        "the history consumed credits"
+    );
+    assert!(now.ledger.consumed_keys.is_empty(), "no keys kept");
+    assert!(
+        now.runs
+            .values()
+            .all(|r| r.status == domain::run::RunStatus::Running),
+        "only open runs kept"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
