@@ -17,6 +17,12 @@ pub const BATCH_EVENTS_MAX: usize = 4_096;
 /// (a fresh database): larger batches write each posting list's last block and each
 /// hot document fewer times.
 pub const REBUILD_EVENTS_MAX: usize = 32_768;
+/// Events a catch-up or a rebuild applies before it commits, at most: several feed
+/// batches. A commit writes each touched posting list's last block, count and hot
+/// document once, so fewer commits write less (P3 over one 1M log: commits of 128k
+/// events ran 15–35 % faster than of 32k, 8k ~30 % slower, 256k no faster); the feed's
+/// batches, held in memory, stay small.
+pub const COMMIT_EVENTS_MAX: usize = 4 * REBUILD_EVENTS_MAX;
 /// The key of the checkpoint inside a projection's tree (sorts before every state key).
 pub const CHECKPOINT_KEY: &[u8] = b"\x00checkpoint";
 /// The tree that records which tree serves each projection, at which version.
@@ -312,17 +318,31 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
         }
     }
 
-    /// One batch from the shared feed past `done`, applied and committed into `tree`.
+    /// Batches from the shared feed past `done`, applied into `tree` and committed
+    /// together once they hold [`COMMIT_EVENTS_MAX`] events (or reach the head).
     async fn catch_up_batch(
         &mut self,
         tree: &sled::Tree,
         done: u64,
         publish: bool,
     ) -> Result<(), ProjectionError> {
-        let events = self.feed.read(done + 1).await?;
-        if self.commit(tree, &events, publish)? <= done {
+        let started = Instant::now();
+        let mut tx = Tx::new(tree);
+        let mut last = done;
+        loop {
+            let events = self.feed.read(last + 1).await?;
+            let before = last;
+            last = self.apply_chunk(&mut tx, &events, last)?;
+            // A partial batch is the head of the log; an empty read, too.
+            let at_head = last == before || !last.is_multiple_of(REBUILD_EVENTS_MAX as u64);
+            if at_head || last - done >= COMMIT_EVENTS_MAX as u64 {
+                break;
+            }
+        }
+        if last <= done {
             return Err(stalled(done));
         }
+        self.finish(tree, tx, last, publish, started)?;
         tokio::task::yield_now().await;
         Ok(())
     }
@@ -336,7 +356,19 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
     ) -> Result<u64, ProjectionError> {
         let started = Instant::now();
         let mut tx = Tx::new(tree);
-        let mut last = checkpoint_of(tree)?;
+        let last = self.apply_chunk(&mut tx, chunk, checkpoint_of(tree)?)?;
+        self.finish(tree, tx, last, publish, started)?;
+        Ok(last)
+    }
+
+    /// Applies the events of `chunk` past `last` (the position applied so far) through
+    /// `tx`; returns the new last position.
+    fn apply_chunk(
+        &mut self,
+        tx: &mut Tx<'_>,
+        chunk: &[store::RecordedEvent],
+        mut last: u64,
+    ) -> Result<u64, ProjectionError> {
         for event in chunk {
             if event.position <= last {
                 continue;
@@ -346,9 +378,21 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
                 last + 1,
                 "a subscription delivers every position once, in order"
             );
-            self.projection.apply(event, &mut tx)?;
+            self.projection.apply(event, tx)?;
             last = event.position;
         }
+        Ok(last)
+    }
+
+    /// Commits what `tx` gathered with the checkpoint `last`, in one atomic sled batch.
+    fn finish(
+        &mut self,
+        tree: &sled::Tree,
+        mut tx: Tx<'_>,
+        last: u64,
+        publish: bool,
+        started: Instant,
+    ) -> Result<(), ProjectionError> {
         self.projection.before_commit(&mut tx)?;
         let n = tx.writes();
         let mut batch = tx.into_batch();
@@ -371,7 +415,7 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
             writes = n,
             "committed"
         );
-        Ok(last)
+        Ok(())
     }
 
     /// Builds a fresh tree from the start of the log up to the head, then swaps it in;
