@@ -616,12 +616,12 @@ async fn p7(dir: &Path) -> Result<f64> {
     };
     println!(
         "p7 medians of 5: cold (full fold) {:.1} ms; head from snapshot {:.1} ms (snapshot load {load:.1} ms); \
-         worst point ({} events after a snapshot) {:.1} ms; {count} snapshots ({:.1} MB) written in {:.0} ms",
+         worst point ({} events after a snapshot) {:.1} ms; {count} snapshots ({:.1} KB) written in {:.0} ms",
         percentile(cold, 50),
         percentile(times.clone(), 50),
         SNAPSHOT_EVERY - 1,
         percentile(worst, 50),
-        bytes as f64 / 1e6,
+        bytes as f64 / 1e3,
         written_in.as_secs_f64() * 1000.0,
     );
     anyhow::ensure!(
