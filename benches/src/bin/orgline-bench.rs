@@ -459,21 +459,8 @@ async fn p1_load(
 /// acknowledged position) and times until every projection covers it: how stale a
 /// read made right after a write can be. Returns (p99 ms, p50 ms, P1's events/s).
 async fn p3_lag(dir: &Path, measured: Duration) -> Result<(f64, f64, f64)> {
-    use projections::{
-        accounts::Accounts, audit::Audit, console::Console, credits::CreditsProjection, runner,
-        runs::Runs,
-    };
     let store = Arc::new(EmbeddedStore::open(dir.join("store"))?);
-    let es: Arc<dyn EventStore> = store.clone();
-    let feed = projections::feed::Feed::new(es);
-    let db = store.db().clone();
-    let handles = vec![
-        runner::spawn_fed(&feed, db.clone(), Accounts::default)?,
-        runner::spawn_fed(&feed, db.clone(), Audit::default)?,
-        runner::spawn_fed(&feed, db.clone(), Console::default)?,
-        runner::spawn_fed(&feed, db.clone(), CreditsProjection::default)?,
-        runner::spawn_fed(&feed, db.clone(), Runs::default)?,
-    ];
+    let handles = builtins(store.clone(), store.db())?;
     let lags = std::sync::Mutex::new(Vec::new());
     let failed = std::sync::Mutex::new(None);
     let probe = async {
@@ -553,6 +540,26 @@ fn percentile(mut v: Vec<Duration>, p: usize) -> f64 {
         * 1000.0
 }
 
+/// The five built-ins over `store`, their state in `db`, as the server starts them: on
+/// one feed, so the log is read once for all five.
+fn builtins(
+    store: Arc<EmbeddedStore>,
+    db: &sled::Db,
+) -> Result<Vec<projections::ProjectionHandle>> {
+    use projections::{
+        accounts::Accounts, audit::Audit, console::Console, credits::CreditsProjection, runner,
+        runs::Runs,
+    };
+    let feed = projections::feed::Feed::new(store);
+    Ok(vec![
+        runner::spawn_fed(&feed, db.clone(), Accounts::default)?,
+        runner::spawn_fed(&feed, db.clone(), Audit::default)?,
+        runner::spawn_fed(&feed, db.clone(), Console::default)?,
+        runner::spawn_fed(&feed, db.clone(), CreditsProjection::default)?,
+        runner::spawn_fed(&feed, db.clone(), Runs::default)?,
+    ])
+}
+
 /// P3's log: the one at `log` if given (its head is the size), else `events` written
 /// fresh under `dir`.
 async fn p3_log(dir: &Path, events: u64, log: Option<&Path>) -> Result<(Arc<EmbeddedStore>, u64)> {
@@ -579,23 +586,10 @@ async fn p3_log(dir: &Path, events: u64, log: Option<&Path>) -> Result<(Arc<Embe
 
 /// P3: all built-in projections (accounts, audit, console, credits, runs) rebuilt from a fresh database over the same log.
 async fn p3(dir: &Path, events: u64, log: Option<&Path>) -> Result<(f64, u64)> {
-    use projections::{
-        accounts::Accounts, audit::Audit, console::Console, credits::CreditsProjection, runner,
-        runs::Runs,
-    };
     let (store, written) = p3_log(dir, events, log).await?;
     let fresh = sled::Config::new().path(dir.join("fresh")).open()?;
     let start = Instant::now();
-    let es: Arc<dyn EventStore> = store.clone();
-    // As the server starts them: one feed, so the log is read once for all five.
-    let feed = projections::feed::Feed::new(es);
-    let handles = vec![
-        runner::spawn_fed(&feed, fresh.clone(), Accounts::default)?,
-        runner::spawn_fed(&feed, fresh.clone(), Audit::default)?,
-        runner::spawn_fed(&feed, fresh.clone(), Console::default)?,
-        runner::spawn_fed(&feed, fresh.clone(), CreditsProjection::default)?,
-        runner::spawn_fed(&feed, fresh.clone(), Runs::default)?,
-    ];
+    let handles = builtins(store.clone(), &fresh)?;
     for h in &handles {
         h.wait_for(written, Duration::from_secs(3_600)).await?;
     }
