@@ -77,8 +77,12 @@ fn block_key(block: u64) -> [u8; 9] {
 
 type Block = Vec<(u64, RunView)>;
 
-fn decode_block(bytes: &[u8]) -> Result<Block, ProjectionError> {
-    postcard::from_bytes(bytes).map_err(|e| ProjectionError::Storage(format!("run views: {e}")))
+/// A stored block of views; none stored is an empty block.
+fn read_block(bytes: Option<impl AsRef<[u8]>>) -> Result<Block, ProjectionError> {
+    bytes.map_or(Ok(Vec::new()), |b| {
+        postcard::from_bytes(b.as_ref())
+            .map_err(|e| ProjectionError::Storage(format!("run views: {e}")))
+    })
 }
 
 fn view_in(block: &[(u64, RunView)], position: u64) -> Option<&RunView> {
@@ -168,6 +172,12 @@ impl Projection for Runs {
             self.views.insert(e.position, view);
             return Ok(());
         }
+        if !matches!(
+            event,
+            Event::RunCompleted(_) | Event::RunFailed(_) | Event::RunCancelled(_)
+        ) {
+            return Ok(());
+        }
         let (start, stored) = match self.open.get(&run) {
             Some(open) => *open,
             None => match tx.get(&open_key(&run))? {
@@ -181,22 +191,13 @@ impl Projection for Runs {
         let view = match self.views.entry(start) {
             Entry::Occupied(o) => o.into_mut(),
             Entry::Vacant(v) => {
-                let block = match tx.get(&block_key(start / VIEW_BLOCK))? {
-                    Some(bytes) => decode_block(&bytes)?,
-                    None => Vec::new(),
-                };
+                let block = read_block(tx.get(&block_key(start / VIEW_BLOCK))?)?;
                 match view_in(&block, start) {
                     Some(view) => v.insert(view.clone()),
                     None => return Ok(()),
                 }
             }
         };
-        if !matches!(
-            event,
-            Event::RunCompleted(_) | Event::RunFailed(_) | Event::RunCancelled(_)
-        ) {
-            return Ok(());
-        }
         self.open.remove(&run);
         if stored {
             tx.remove(open_key(&run));
@@ -232,19 +233,13 @@ impl Projection for Runs {
         touched.sort_unstable_by_key(|(p, _)| *p);
         for views in touched.chunk_by(|a, b| a.0 / VIEW_BLOCK == b.0 / VIEW_BLOCK) {
             let key = block_key(views[0].0 / VIEW_BLOCK);
-            let block = match tx.get(&key)? {
-                None => views.to_vec(),
-                Some(bytes) => {
-                    let mut block = decode_block(&bytes)?;
-                    for (p, view) in views {
-                        match block.binary_search_by_key(p, |(q, _)| *q) {
-                            Ok(i) => block[i].1 = view.clone(),
-                            Err(i) => block.insert(i, (*p, view.clone())),
-                        }
-                    }
-                    block
+            let mut block = read_block(tx.get(&key)?)?;
+            for (p, view) in views {
+                match block.binary_search_by_key(p, |(q, _)| *q) {
+                    Ok(i) => block[i].1 = view.clone(),
+                    Err(i) => block.insert(i, (*p, view.clone())),
                 }
-            };
+            }
             let bytes = postcard::to_stdvec(&block)
                 .map_err(|e| ProjectionError::Storage(format!("run views: {e}")))?;
             tx.insert(key.to_vec(), bytes);
@@ -316,11 +311,7 @@ impl<'a> Views<'a> {
     fn at(&mut self, position: u64) -> Result<Option<RunView>, ProjectionError> {
         let block = position / VIEW_BLOCK;
         if self.cached.as_ref().is_none_or(|(b, _)| *b != block) {
-            let views = match self.tree.get(block_key(block))? {
-                Some(bytes) => decode_block(&bytes)?,
-                None => Vec::new(),
-            };
-            self.cached = Some((block, views));
+            self.cached = Some((block, read_block(self.tree.get(block_key(block))?)?));
         }
         Ok(self
             .cached
