@@ -76,6 +76,32 @@ async fn serve_demo_prints_sign_in_details_that_work_and_stops_on_sigterm() {
         org["members"]["totalCount"].as_i64().unwrap_or(0) >= 20,
         "{body}"
     );
+    // The demo's bots keep beating while it runs: the scheduler's first round (one
+    // tick after the start) leaves them in the statuses the demo gave them.
+    tokio::time::sleep(graphql::scheduler::TICK + Duration::from_secs(3)).await;
+    let body: serde_json::Value = http
+        .post(format!("{url}/graphql"))
+        .bearer_auth(&token)
+        .json(&serde_json::json!({
+            "query": "{ viewer { memberships { organization { bots(first: 50) { edges { node { status lastSeenAt } } } } } } }",
+        }))
+        .send()
+        .await
+        .expect("query")
+        .json()
+        .await
+        .expect("json");
+    let bots = &body["data"]["viewer"]["memberships"][0]["organization"]["bots"]["edges"];
+    let statuses: std::collections::BTreeSet<&str> = bots
+        .as_array()
+        .unwrap_or_else(|| panic!("bots: {body}"))
+        .iter()
+        .filter_map(|e| e["node"]["status"].as_str())
+        .collect();
+    assert!(
+        statuses.contains("ONLINE") && statuses.contains("OFFLINE") && statuses.len() >= 3,
+        "the demo's bots in every status: {body}"
+    );
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -15,8 +15,12 @@ pub const TTL: Duration = Duration::from_secs(1);
 /// Largest response kept.
 pub const RESPONSE_BYTES_MAX: usize = 256 * 1024;
 
+/// What a response was computed from: every read model's position, and the count of
+/// bot heartbeats (they move `Bot.lastSeenAt` without an event).
+pub type Generation = [u64; 6];
+
 struct Entry {
-    generation: [u64; 5],
+    generation: Generation,
     at: Instant,
     body: Bytes,
 }
@@ -28,13 +32,13 @@ pub struct ResponseCache {
 
 impl ResponseCache {
     /// The response kept for `viewer`'s `request` at `generation`, if any.
-    pub fn get(&self, viewer: &str, request: &Bytes, generation: [u64; 5]) -> Option<Bytes> {
+    pub fn get(&self, viewer: &str, request: &Bytes, generation: Generation) -> Option<Bytes> {
         let entries = self.entries.lock().ok()?;
         let e = entries.get(&(viewer.to_owned(), request.clone()))?;
         (e.generation == generation && e.at.elapsed() < TTL).then(|| e.body.clone())
     }
 
-    pub fn put(&self, viewer: String, request: Bytes, generation: [u64; 5], body: Bytes) {
+    pub fn put(&self, viewer: String, request: Bytes, generation: Generation, body: Bytes) {
         if body.len() > RESPONSE_BYTES_MAX {
             return;
         }

@@ -98,6 +98,43 @@ pub fn set_passwords(svc: &Service, demo: &Demo) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How often the demo's bots send their heartbeat (well inside the scheduler's
+/// two-minute timeout).
+pub const DEMO_HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Keeps the demo organization's bots alive while `serve --demo` runs: every bot that is
+/// not offline sends a heartbeat now and every [`DEMO_HEARTBEAT`], as a bot process
+/// would, so the console shows them in every status instead of the scheduler marking
+/// them offline (their history ends when the demo was loaded). A bot that somebody
+/// reports offline stays offline. Heartbeats are not events: the log does not grow.
+/// The first heartbeats come once the console has caught up with the log; the
+/// scheduler waits for the same, and a heartbeat it finds keeps a bot watched from then.
+pub fn keep_bots_alive(svc: Arc<Service>, org: uuid::Uuid) -> tokio::task::JoinHandle<()> {
+    let beat = move |svc: &Service| {
+        let tree = svc.projections.console.tree();
+        match projections::console::query::bots(&tree, org) {
+            Ok(bots) => {
+                for (id, bot) in bots {
+                    if !bot.deleted && bot.status != domain::events::BotStatus::Offline {
+                        svc.heartbeat(id, org, bot.status);
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(?e, "demo heartbeats: could not list the bots"),
+        }
+    };
+    tokio::spawn(async move {
+        if let Err(e) = svc.console_caught_up().await {
+            tracing::warn!(?e, "demo heartbeats start before the console caught up");
+        }
+        let mut tick = tokio::time::interval(DEMO_HEARTBEAT);
+        loop {
+            tick.tick().await;
+            beat(&svc);
+        }
+    })
+}
+
 pub fn print(demo: &Demo, addr: std::net::SocketAddr) {
     println!();
     println!(

@@ -19,14 +19,19 @@ pub const TICK: Duration = Duration::from_secs(15);
 /// A bot silent this long goes offline.
 pub const HEARTBEAT_TIMEOUT: time::Duration = time::Duration::minutes(2);
 
-/// Starts the scheduler. Bots that were not offline when the server last stopped are
-/// watched from their last status report.
+/// Starts the scheduler once the console has caught up with the log. Bots that were
+/// not offline when the server last stopped are watched from their last status report.
 pub fn spawn(svc: Arc<Service>) -> tokio::task::JoinHandle<()> {
-    if let Err(e) = watch_known_bots(&svc) {
-        tracing::warn!(?e, "could not load the bots to watch");
-    }
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(TICK);
+        if let Err(e) = svc.console_caught_up().await {
+            tracing::warn!(?e, "the scheduler starts before the console caught up");
+        }
+        if let Err(e) = watch_known_bots(&svc) {
+            tracing::warn!(?e, "could not load the bots to watch");
+        }
+        // The first round one tick from now: heartbeats that arrive as the server
+        // starts (a bot reconnecting, the demo's bots) are in by then.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + TICK, TICK);
         loop {
             tick.tick().await;
             if let Err(e) = run_once(&svc, Service::now()).await {

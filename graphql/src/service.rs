@@ -178,6 +178,10 @@ impl Access {
 }
 
 /// The application.
+/// How long [`Service::console_caught_up`] waits: a rebuild of 10M events at start
+/// takes minutes.
+const CATCH_UP_WAIT: Duration = Duration::from_secs(3600);
+
 pub struct Service {
     pub store: Arc<dyn EventStore>,
     pub db: sled::Db,
@@ -197,6 +201,11 @@ pub struct Service {
     pub responses: crate::cache::ResponseCache,
     /// The last heartbeat of every bot not offline: (org, when).
     pub heartbeats: Mutex<HashMap<Uuid, (Uuid, OffsetDateTime)>>,
+    /// Every bot's last heartbeat received by this server, offline ones too (what
+    /// `Bot.lastSeenAt` adds to the last logged status change).
+    last_beats: Mutex<HashMap<Uuid, OffsetDateTime>>,
+    /// Heartbeats received, for the response cache's generation.
+    heartbeat_count: std::sync::atomic::AtomicU64,
     /// For webhooks.
     pub http: reqwest::Client,
     /// Parsed query documents.
@@ -249,6 +258,8 @@ impl Service {
             responses: crate::cache::ResponseCache::default(),
             parsed: crate::cache::ParsedQueries::default(),
             heartbeats: Mutex::new(HashMap::new()),
+            last_beats: Mutex::new(HashMap::new()),
+            heartbeat_count: std::sync::atomic::AtomicU64::new(0),
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(5))
                 .build()
@@ -370,18 +381,41 @@ impl Service {
 
     /// Records a bot's heartbeat (an offline bot has none to watch).
     pub fn heartbeat(&self, bot: Uuid, org: Uuid, status: domain::events::BotStatus) {
+        let now = Self::now();
         if let Ok(mut h) = self.heartbeats.lock() {
             if status == domain::events::BotStatus::Offline {
                 h.remove(&bot);
             } else {
-                h.insert(bot, (org, Self::now()));
+                h.insert(bot, (org, now));
             }
         }
+        if let Ok(mut b) = self.last_beats.lock() {
+            b.insert(bot, now);
+        }
+        self.heartbeat_count
+            .fetch_add(1, std::sync::atomic::Ordering::Release);
     }
 
-    /// The positions of every read model: a response computed at these positions stays
-    /// right until one of them moves.
-    pub fn read_generation(&self) -> [u64; 5] {
+    /// Waits until the console read model covers the log as it is now (at a start, it
+    /// may still be catching up or rebuilding): what reads the console to act on it,
+    /// rather than to answer a request, starts after this.
+    pub async fn console_caught_up(&self) -> ApiResult<()> {
+        let head = self.store.head().await?;
+        self.projections
+            .console
+            .wait_for(head, CATCH_UP_WAIT)
+            .await
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    /// When the bot's last heartbeat reached this server, if one did since it started.
+    pub fn last_heartbeat(&self, bot: Uuid) -> Option<OffsetDateTime> {
+        self.last_beats.lock().ok()?.get(&bot).copied()
+    }
+
+    /// The positions of every read model and the heartbeats received: a response
+    /// computed at these stays right until one of them moves.
+    pub fn read_generation(&self) -> crate::cache::Generation {
         let p = &self.projections;
         [
             p.accounts.position(),
@@ -389,6 +423,8 @@ impl Service {
             p.audit.position(),
             p.credits.position(),
             p.runs.position(),
+            self.heartbeat_count
+                .load(std::sync::atomic::Ordering::Acquire),
         ]
     }
 

@@ -26,9 +26,29 @@ async fn schedules_fire_and_silent_bots_go_offline() {
     graphql::scheduler::run_once(&s.svc, now)
         .await
         .expect("round");
-    let q = "query($o: ID!, $b: ID!) { organization(id: $o) { bot(id: $b) { status } triggers(first: 5) { edges { node { fireCount lastFiredAt } } } runs(first: 5) { totalCount edges { node { task trigger { id } status } } } } }";
+    let q = "query($o: ID!, $b: ID!) { organization(id: $o) { bot(id: $b) { status lastSeenAt } triggers(first: 5) { edges { node { fireCount lastFiredAt } } } runs(first: 5) { totalCount edges { node { task trigger { id } status } } } } }";
     let d = s.ok(Some(&owner), q, json!({ "o": org, "b": bot })).await;
     assert_eq!(d["organization"]["bot"]["status"], json!("ONLINE"));
+    let first = d["organization"]["bot"]["lastSeenAt"].clone();
+    assert!(first.is_string(), "{d}");
+    // A heartbeat (the same status again: no event) is a sighting too, read at once.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    s.ok(
+        Some(&token),
+        "mutation($b: ID!) { reportBotStatus(input: {botId: $b, status: ONLINE}) { position } }",
+        json!({ "b": bot }),
+    )
+    .await;
+    let d = s.ok(Some(&owner), q, json!({ "o": org, "b": bot })).await;
+    let seen = d["organization"]["bot"]["lastSeenAt"].clone();
+    let at = |v: &Value| {
+        time::OffsetDateTime::parse(
+            v.as_str().expect("a time"),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .expect("RFC 3339")
+    };
+    assert!(at(&seen) > at(&first), "{first} then {seen}");
     assert_eq!(
         d["organization"]["triggers"]["edges"][0]["node"]["fireCount"],
         json!(0)
@@ -40,6 +60,8 @@ async fn schedules_fire_and_silent_bots_go_offline() {
     let d = s.ok(Some(&owner), q, json!({ "o": org, "b": bot })).await;
     let o = &d["organization"];
     assert_eq!(o["bot"]["status"], json!("OFFLINE"), "{d}");
+    // The system marked it offline: it has not been seen since its own report.
+    assert_eq!(o["bot"]["lastSeenAt"], seen, "{d}");
     assert_eq!(
         o["triggers"]["edges"][0]["node"]["fireCount"],
         json!(1),

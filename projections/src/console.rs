@@ -54,7 +54,8 @@ pub struct VersionMeta {
 pub struct EntityMeta {
     #[serde(with = "time::serde::rfc3339::option")]
     pub created_at: Option<time::OffsetDateTime>,
-    /// Bots: the last status report.
+    /// Bots: the last status change the bot (or a user for it) reported; the API also
+    /// counts heartbeats since, which are not events.
     #[serde(with = "time::serde::rfc3339::option")]
     pub last_seen_at: Option<time::OffsetDateTime>,
     /// Triggers: the last fire.
@@ -119,7 +120,8 @@ fn write<A: Serialize>(
 
 impl Projection for Console {
     const NAME: &'static str = "console";
-    const VERSION: u32 = 2;
+    /// 3: a bot's `last_seen_at` is no longer moved by the system marking it offline.
+    const VERSION: u32 = 3;
 
     fn apply(&mut self, e: &RecordedEvent, tx: &mut Tx<'_>) -> Result<(), ProjectionError> {
         let Some(org) = e.org() else { return Ok(()) };
@@ -154,7 +156,12 @@ impl Projection for Console {
                 domain::Event::BotRegistered(_)
                 | domain::Event::TriggerCreated(_)
                 | domain::Event::AppCreated(_) => Some(None),
-                domain::Event::BotStatusChanged(_) => Some(Some(0)),
+                // The system marking a silent bot offline has not seen it.
+                domain::Event::BotStatusChanged(_)
+                    if e.meta.actor.kind != store::ActorKind::System =>
+                {
+                    Some(Some(0))
+                }
                 domain::Event::TriggerFired(_) => Some(Some(1)),
                 domain::Event::AppVersionPublished(_) => Some(Some(2)),
                 _ => None,

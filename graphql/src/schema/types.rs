@@ -944,8 +944,11 @@ impl BotNode {
     async fn status(&self) -> BotStatus {
         self.bot.status.into()
     }
-    async fn last_seen_at(&self) -> Option<DateTime> {
-        self.meta.last_seen_at.map(DateTime)
+    /// The bot's last status report: a change (an event) or a heartbeat since (held by
+    /// this server, not logged). The system marking it offline does not count.
+    async fn last_seen_at(&self, ctx: &Context<'_>) -> Option<DateTime> {
+        let beat = svc(ctx).last_heartbeat(self.id);
+        self.meta.last_seen_at.max(beat).map(DateTime)
     }
     async fn registered_at(&self) -> DateTime {
         self.meta
