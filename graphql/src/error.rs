@@ -173,3 +173,60 @@ impl async_graphql::extensions::Extension for ErrorCodes {
         next.run(ctx, stream).map(with_codes).boxed()
     }
 }
+
+/// Null propagation as the GraphQL spec has it ("Handling Execution Errors"): an error
+/// in a nullable field makes that field `null`, with the error in `errors`. An error in
+/// a non-null field propagates to its parent, up to the nearest nullable field (the
+/// engine does that part: a container whose field fails fails as a whole, and a
+/// nullable parent resolves to `null`, or `data` is `null` at the root).
+///
+/// The engine alone would propagate every field error, even from a nullable field, to
+/// the nearest nullable *parent*: `organization { bot(id: "nope") { id } }` would null
+/// the organization instead of the bot. This extension catches the error where the
+/// field itself is nullable and reports it with the response.
+pub struct NullableFieldErrors;
+
+impl async_graphql::extensions::ExtensionFactory for NullableFieldErrors {
+    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
+        std::sync::Arc::new(CaughtErrors::default())
+    }
+}
+
+/// The errors of one execution (an operation, or one event of a subscription) that a
+/// nullable field caught, reported with its response.
+#[derive(Default)]
+struct CaughtErrors(std::sync::Mutex<Vec<async_graphql::ServerError>>);
+
+#[async_trait::async_trait]
+impl async_graphql::extensions::Extension for CaughtErrors {
+    async fn execute(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: async_graphql::extensions::NextExecute<'_>,
+    ) -> async_graphql::Response {
+        let mut resp = next.run(ctx, operation_name).await;
+        if let Ok(mut caught) = self.0.lock() {
+            resp.errors.append(&mut caught);
+        }
+        resp
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        info: async_graphql::extensions::ResolveInfo<'_>,
+        next: async_graphql::extensions::NextResolve<'_>,
+    ) -> async_graphql::ServerResult<Option<async_graphql::Value>> {
+        let nullable = !info.return_type.ends_with('!');
+        match next.run(ctx, info).await {
+            Err(e) if nullable => {
+                if let Ok(mut caught) = self.0.lock() {
+                    caught.push(e);
+                }
+                Ok(Some(async_graphql::Value::Null))
+            }
+            other => other,
+        }
+    }
+}

@@ -124,6 +124,17 @@ impl Viewer {
         }
     }
 
+    /// `user`, as the viewer of the payload of the sign-in that made their session.
+    pub fn signed_in(user: Uuid) -> Viewer {
+        Viewer {
+            principal: Principal::User {
+                user_id: user,
+                session_id: Uuid::nil(),
+            },
+            bad_token: false,
+        }
+    }
+
     fn unauthenticated(&self) -> ApiError {
         if self.bad_token {
             ApiError::unauthenticated("the token is invalid or expired; sign in again")

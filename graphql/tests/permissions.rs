@@ -34,6 +34,9 @@ const FIELDS: &[(&str, Option<&str>)] = &[
     ),
 ];
 
+/// The console fields a contract types as nullable.
+const NULLABLE: &[&str] = &["bot", "subscription", "billingInformation"];
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_console_field_answers_each_kind_of_viewer_as_its_permissions_say() {
     let s = common::Server::start().await;
@@ -133,7 +136,15 @@ async fn every_console_field_answers_each_kind_of_viewer_as_its_permissions_say(
                     json!(code),
                     "{who} reading {field}: {body}"
                 );
-                assert_eq!(body["data"]["organization"], json!(null), "{who} {field}");
+                // A nullable field is null itself; a non-null one nulls the
+                // organization (the nearest nullable field).
+                let key = field.split(['(', ' ']).next().unwrap_or(field);
+                let expected = if NULLABLE.contains(&key) {
+                    json!({ key: null })
+                } else {
+                    json!(null)
+                };
+                assert_eq!(body["data"]["organization"], expected, "{who} {field}");
             }
         }
     }
@@ -156,7 +167,11 @@ async fn every_console_field_answers_each_kind_of_viewer_as_its_permissions_say(
                 json!(code),
                 "{who} {field}: {body}"
             );
-            assert_eq!(body["data"], json!(null), "{who} {field}: {body}");
+            assert_eq!(
+                body["data"],
+                json!({ "organization": null }),
+                "{who} {field}: {body}"
+            );
         }
     }
     // The operator alone sees the projections.
@@ -210,4 +225,43 @@ async fn every_console_field_answers_each_kind_of_viewer_as_its_permissions_say(
         "NOT_FOUND"
     );
     assert_eq!(s.head().await, before, "refused writes append nothing");
+
+    // Another user's memberships show only the organizations where the viewer reads the
+    // members: the other org's owner joins A, and A's owner does not see B.
+    s.join(&owner, &org, "other@b.test", &other, "MEMBER").await;
+    let d = s
+        .ok(
+            Some(&owner),
+            "query($o: ID!) { organization(id: $o) { members(first: 50) { edges { node { email user { memberships { organization { id } } } } } } } }",
+            json!({ "o": org }),
+        )
+        .await;
+    let edges = d["organization"]["members"]["edges"]
+        .as_array()
+        .expect("edges");
+    let of_other = edges
+        .iter()
+        .find(|e| e["node"]["email"] == json!("other@b.test"))
+        .expect("the other owner is a member now");
+    assert_eq!(
+        of_other["node"]["user"]["memberships"],
+        json!([{ "organization": { "id": org } }]),
+        "{d}"
+    );
+    // ... while they see both of theirs, from the payload of signing in too.
+    let d = s
+        .ok(
+            None,
+            "mutation { signIn(input: {email: \"other@b.test\", password: \"correct horse battery\"}) { user { memberships { organization { name } } } } }",
+            json!({}),
+        )
+        .await;
+    let mut names: Vec<&str> = d["signIn"]["user"]["memberships"]
+        .as_array()
+        .expect("memberships")
+        .iter()
+        .filter_map(|m| m["organization"]["name"].as_str())
+        .collect();
+    names.sort_unstable();
+    assert_eq!(names, ["A", "B"], "{d}");
 }

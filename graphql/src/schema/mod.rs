@@ -46,6 +46,7 @@ pub fn build(service: Arc<Service>) -> OrglineSchema {
     .data(service)
     .register_output_type::<crate::error::ErrorCode>()
     .extension(crate::error::ErrorCodes)
+    .extension(crate::error::NullableFieldErrors)
     .limit_depth(DEPTH_MAX)
     .limit_complexity(COMPLEXITY_MAX)
     .limit_recursive_depth(64)

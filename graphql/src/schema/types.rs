@@ -84,6 +84,9 @@ pub struct UserNode {
     pub id: Uuid,
     pub email: String,
     pub alias: String,
+    /// The user a token was just issued to (`signUp`, `signIn`): they read their own
+    /// memberships though the request carried no token.
+    pub own: bool,
 }
 
 impl UserNode {
@@ -94,11 +97,13 @@ impl UserNode {
                     id: u.id,
                     email: u.email,
                     alias: u.alias,
+                    own: false,
                 },
                 None => UserNode {
                     id,
                     email: String::new(),
                     alias: String::new(),
+                    own: false,
                 },
             },
         )
@@ -116,13 +121,18 @@ impl UserNode {
     async fn alias(&self) -> &str {
         &self.alias
     }
-    /// The organizations the user belongs to (the "switch account" list). Only the
-    /// user themself may read it.
+    /// The organizations the user belongs to (the "switch account" list). The user sees
+    /// all of theirs; another viewer sees those of the organizations where the viewer
+    /// may read the members (what the console's member list already shows).
     async fn memberships(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Membership>> {
-        let viewer = super::viewer(ctx)?;
-        if viewer.user().ok() != Some(self.id) {
-            return Err(ApiError::forbidden("only the user can list their memberships").into());
-        }
+        let signed_in;
+        let viewer = if self.own {
+            signed_in = crate::service::Viewer::signed_in(self.id);
+            &signed_in
+        } else {
+            super::viewer(ctx)?
+        };
+        let is_self = viewer.user().ok() == Some(self.id);
         let svc = svc(ctx);
         let mut out = Vec::new();
         for (org, _, m) in accounts::query::memberships(&svc.projections.accounts.tree(), self.id)?
@@ -130,6 +140,9 @@ impl UserNode {
             let Ok(access) = svc.access(viewer, org) else {
                 continue;
             };
+            if !is_self && !access.has(domain::permissions::Permission::MembersRead) {
+                continue;
+            }
             let roles = m
                 .roles
                 .iter()
@@ -272,6 +285,7 @@ impl OrgNode {
                 id: Uuid::nil(),
                 email: String::new(),
                 alias: "Orgline".into(),
+                own: false,
             });
         Ok(InvitationNode {
             id: ID(id.to_string()),
@@ -382,6 +396,7 @@ impl OrgNode {
                             id: r.user_id,
                             email: r.email.clone(),
                             alias: r.alias.clone(),
+                            own: false,
                         },
                         alias: r.alias,
                         email: r.email,
@@ -1136,11 +1151,13 @@ impl AppNode {
                 id,
                 email: String::new(),
                 alias: String::new(),
+                own: false,
             },
             |u| UserNode {
                 id: u.id,
                 email: u.email,
                 alias: u.alias,
+                own: false,
             },
         ))
     }

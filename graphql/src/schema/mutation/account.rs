@@ -158,7 +158,10 @@ impl AccountMutation {
         let (token, position) = open_session(svc, user).await?;
         Ok(AuthPayload {
             token,
-            user: UserNode::load(svc, user)?,
+            user: UserNode {
+                own: true,
+                ..UserNode::load(svc, user)?
+            },
             position: Some(Position(position)),
         })
     }
@@ -213,7 +216,10 @@ impl AccountMutation {
         let (token, position) = open_session(svc, user).await?;
         Ok(AuthPayload {
             token,
-            user: UserNode::load(svc, user)?,
+            user: UserNode {
+                own: true,
+                ..UserNode::load(svc, user)?
+            },
             position: Some(Position(position)),
         })
     }
