@@ -91,6 +91,41 @@ async fn graphiql() -> Html<String> {
 }
 
 /// Who sent the request: a user session, a bot token, the operator token, or nobody.
+/// The token of a WebSocket connection, kept for the connection's life: every
+/// operation sent over it, and every event of a subscription, checks it again, so a
+/// sign-out, an expired session or a retired bot token ends what it may do.
+#[derive(Clone)]
+pub struct LiveToken(pub Option<String>);
+
+/// Gives each operation of a WebSocket connection the viewer its token names *now*
+/// (the connection's viewer was the one at `connection_init`).
+pub struct RecheckToken;
+
+impl async_graphql::extensions::ExtensionFactory for RecheckToken {
+    fn create(&self) -> std::sync::Arc<dyn async_graphql::extensions::Extension> {
+        std::sync::Arc::new(RecheckToken)
+    }
+}
+
+#[async_trait::async_trait]
+impl async_graphql::extensions::Extension for RecheckToken {
+    async fn prepare_request(
+        &self,
+        ctx: &async_graphql::extensions::ExtensionContext<'_>,
+        request: async_graphql::Request,
+        next: async_graphql::extensions::NextPrepareRequest<'_>,
+    ) -> async_graphql::ServerResult<async_graphql::Request> {
+        let request = match (
+            ctx.data_opt::<LiveToken>(),
+            ctx.data_opt::<std::sync::Arc<Service>>(),
+        ) {
+            (Some(LiveToken(token)), Some(svc)) => request.data(viewer_of(svc, token.as_deref())),
+            _ => request,
+        };
+        next.run(ctx, request).await
+    }
+}
+
 pub fn viewer_of(svc: &Service, token: Option<&str>) -> Viewer {
     let Some(token) = token.map(str::trim).filter(|t| !t.is_empty()) else {
         return Viewer::anonymous();
@@ -257,6 +292,7 @@ async fn subscriptions(
                     let viewer = viewer_of(&svc, token.as_deref());
                     let mut data = async_graphql::Data::default();
                     data.insert(viewer);
+                    data.insert(LiveToken(token));
                     Ok(data)
                 })
                 .serve()

@@ -215,3 +215,108 @@ async fn subscriptions_check_permissions_and_speak_the_legacy_protocol() {
         json!({ "name": "b", "status": "ONLINE" })
     );
 }
+
+/// A WebSocket is only as good as its token and the viewer's rights now: a stream ends
+/// with the error at its next event once the viewer loses the permission or signs out,
+/// and an operation sent after the sign-out is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_end_when_the_session_ends_or_the_permission_is_revoked() {
+    let s = common::Server::start().await;
+    let (owner, org, bot, bot_token) = s.team_org().await;
+    let (auditor, auditor_id) = s.sign_up("auditor@a.test", "Auditor").await;
+    s.join(&owner, &org, "auditor@a.test", &auditor, "MEMBER")
+        .await;
+    let d = s.ok(Some(&owner), "mutation($o: ID!) { createRole(input: {organizationId: $o, name: \"Auditor\", permissions: [\"audit:read\", \"runs:read\"]}) { role { id } } }", json!({ "o": org })).await;
+    let role = d["createRole"]["role"]["id"]
+        .as_str()
+        .expect("role")
+        .to_owned();
+    let grant = json!({ "i": { "organizationId": org, "userId": auditor_id, "roleId": role } });
+    s.ok(
+        Some(&owner),
+        "mutation($i: GrantRoleInput!) { grantRole(input: $i) { position } }",
+        grant.clone(),
+    )
+    .await;
+
+    // The auditor's tail works, until the role is revoked: the next event ends it.
+    let mut ws = connect(&s, "graphql-transport-ws", &auditor).await;
+    send(
+        &mut ws,
+        json!({ "id": "a", "type": "subscribe", "payload": {
+        "query": "subscription($o: ID!) { auditLogTail(organizationId: $o) { action } }",
+        "variables": { "o": org } } }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    s.ok(Some(&owner), "mutation($o: ID!) { updateOrganizationProfile(input: {organizationId: $o, tagline: \"x\"}) { position } }", json!({ "o": org })).await;
+    let m = recv(&mut ws).await;
+    assert_eq!(m["type"], json!("next"), "{m}");
+    assert!(
+        m["payload"]["data"]["auditLogTail"]["action"].is_string(),
+        "{m}"
+    );
+    s.ok(
+        Some(&owner),
+        "mutation($i: GrantRoleInput!) { revokeRole(input: $i) { position } }",
+        grant.clone(),
+    )
+    .await;
+    let m = recv(&mut ws).await;
+    assert_eq!(
+        m["payload"]["errors"][0]["extensions"]["code"],
+        json!("FORBIDDEN"),
+        "{m}"
+    );
+    let m = recv(&mut ws).await;
+    assert_eq!(m, json!({ "id": "a", "type": "complete" }));
+
+    // Runs, with the role back; then the auditor signs out (over HTTP): the stream ends
+    // at the next run event, and a query on the same socket is refused.
+    s.ok(
+        Some(&owner),
+        "mutation($i: GrantRoleInput!) { grantRole(input: $i) { position } }",
+        grant,
+    )
+    .await;
+    send(
+        &mut ws,
+        json!({ "id": "r", "type": "subscribe", "payload": {
+        "query": "subscription($o: ID!) { runUpdated(organizationId: $o) { status } }",
+        "variables": { "o": org } } }),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let start = "mutation($b: ID!) { startRun(input: {botId: $b, task: \"t\"}) { position } }";
+    s.ok(Some(&bot_token), start, json!({ "b": bot })).await;
+    let m = recv(&mut ws).await;
+    assert_eq!(
+        m["payload"]["data"]["runUpdated"]["status"],
+        json!("RUNNING"),
+        "{m}"
+    );
+    s.ok(Some(&auditor), "mutation { signOut { ok } }", json!({}))
+        .await;
+    s.ok(Some(&bot_token), start, json!({ "b": bot })).await;
+    let m = recv(&mut ws).await;
+    assert_eq!(
+        m["payload"]["errors"][0]["extensions"]["code"],
+        json!("UNAUTHENTICATED"),
+        "{m}"
+    );
+    let m = recv(&mut ws).await;
+    assert_eq!(m, json!({ "id": "r", "type": "complete" }));
+    send(
+        &mut ws,
+        json!({ "id": "q", "type": "subscribe", "payload": {
+        "query": "query($o: ID!) { organization(id: $o) { name } }",
+        "variables": { "o": org } } }),
+    )
+    .await;
+    let m = recv(&mut ws).await;
+    assert_eq!(
+        m["payload"]["errors"][0]["extensions"]["code"],
+        json!("UNAUTHENTICATED"),
+        "{m}"
+    );
+}

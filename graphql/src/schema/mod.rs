@@ -47,6 +47,7 @@ pub fn build(service: Arc<Service>) -> OrglineSchema {
     .register_output_type::<crate::error::ErrorCode>()
     .extension(crate::error::ErrorCodes)
     .extension(crate::error::NullableFieldErrors)
+    .extension(crate::server::RecheckToken)
     .limit_depth(DEPTH_MAX)
     .limit_complexity(COMPLEXITY_MAX)
     .limit_recursive_depth(64)
