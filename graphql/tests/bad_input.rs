@@ -76,6 +76,8 @@ async fn each_bad_request_gets_its_code_and_the_store_is_unchanged() {
         ("short password", None, "mutation { signUp(input: {email: \"n@n.test\", alias: \"N\", password: \"short\"}) { token } }".into(), json!({}), "BAD_USER_INPUT"),
         ("taken email", None, "mutation { signUp(input: {email: \"OWNER@a.test\", alias: \"N\", password: \"long enough password\"}) { token } }".into(), json!({}), "CONFLICT"),
         ("bot for another bot", Some(&bot_token), "mutation($o: ID!) { consumeCredits(input: {organizationId: $o, amount: \"1\", botId: \"6f1c0000-0000-4000-8000-000000000000\", key: \"k\"}) { position } }".into(), org_id.clone(), "FORBIDDEN"),
+        ("credits for a bot not of the org", Some(&owner), "mutation($o: ID!) { consumeCredits(input: {organizationId: $o, amount: \"1\", botId: \"6f1c0000-0000-4000-8000-000000000000\", key: \"k\"}) { position } }".into(), org_id.clone(), "NOT_FOUND"),
+        ("credits for a run that is not", Some(&bot_token), format!("mutation($o: ID!) {{ consumeCredits(input: {{organizationId: $o, amount: \"1\", botId: \"{bot}\", runId: \"6f1c0000-0000-4000-8000-000000000000\", key: \"k\"}}) {{ position }} }}"), org_id.clone(), "NOT_FOUND"),
         ("a user starting a run", Some(&owner), format!("mutation {{ startRun(input: {{botId: \"{bot}\", task: \"x\"}}) {{ position }} }}"), json!({}), "FORBIDDEN"),
         ("operator as user", Some(common::OPERATOR), "{ viewer { id } }".into(), json!({}), "FORBIDDEN"),
         ("rebuild as user", Some(&owner), "mutation { rebuildProjection(name: \"audit\") { name } }".into(), json!({}), "FORBIDDEN"),

@@ -403,14 +403,37 @@ impl BillingMutation {
         {
             return Err(ApiError::forbidden("a bot consumes only for itself").into());
         }
+        let amount = Credits::parse("amount", &input.amount)?;
+        let run_id = input
+            .run_id
+            .as_ref()
+            .map(|r| uuid("runId", r))
+            .transpose()?;
+        // The bot (and the run) must be the organization's own: a consumption names
+        // them in the usage breakdown and the audit trail.
+        let svc = svc(ctx);
+        let bot = projections::console::query::bot(&svc.projections.console.tree(), a.org, bot_id)?
+            .ok_or_else(|| ApiError::not_found(format!("bot {bot_id} not found")))?;
+        if !bot.enabled {
+            return Err(ApiError::conflict(format!(
+                "bot {bot_id} is disabled: a disabled bot consumes no credits"
+            ))
+            .into());
+        }
+        if let Some(run) = run_id {
+            let view =
+                projections::runs::run(&svc.projections.runs.tree(), svc.store.as_ref(), run)
+                    .await?;
+            if !view.is_some_and(|v| v.org == a.org && v.bot_id == bot_id) {
+                return Err(
+                    ApiError::not_found(format!("run {run} of bot {bot_id} not found")).into(),
+                );
+            }
+        }
         let command = CreditsCommand::Consume {
-            amount: Credits::parse("amount", &input.amount)?,
+            amount,
             bot_id,
-            run_id: input
-                .run_id
-                .as_ref()
-                .map(|r| uuid("runId", r))
-                .transpose()?,
+            run_id,
             key: input.key,
             mode: ConsumeMode::Strict,
         };
