@@ -346,14 +346,30 @@ fn store_benches(c: &mut Criterion) {
     let audit_tree = audit_h.tree();
     let q = AuditQuery::parse("action:run.completed").expect("an audit query");
     let first = rt
-        .block_on(audit::page(&audit_tree, store.as_ref(), hot, &q, 50, None))
+        .block_on(audit::page(
+            &audit_tree,
+            store.as_ref(),
+            hot,
+            &q,
+            50,
+            None,
+            Some(u64::MAX),
+        ))
         .expect("an audit page");
     assert_eq!(first.entries.len(), 50, "a full audit page");
     c.bench_function("projections/audit_page_50_by_action_newest", |b| {
         b.to_async(&rt).iter(|| async {
-            audit::page(&audit_tree, store.as_ref(), hot, &q, 50, None)
-                .await
-                .expect("audit page")
+            audit::page(
+                &audit_tree,
+                store.as_ref(),
+                hot,
+                &q,
+                50,
+                None,
+                Some(u64::MAX),
+            )
+            .await
+            .expect("audit page")
         })
     });
     let mut rng = rand::rngs::StdRng::seed_from_u64(6);
@@ -362,7 +378,7 @@ fn store_benches(c: &mut Criterion) {
             let before = Some(rng.random_range(head / 4..=head));
             let (tree, store, q) = (&audit_tree, &store, &q);
             async move {
-                audit::page(tree, store.as_ref(), hot, q, 50, before)
+                audit::page(tree, store.as_ref(), hot, q, 50, before, Some(u64::MAX))
                     .await
                     .expect("audit page")
             }
@@ -377,10 +393,14 @@ fn store_benches(c: &mut Criterion) {
         ..RunFilter::default()
     };
     for (name, filter) in [("all", &all), ("by_bot", &by_bot)] {
-        let page = runs::page(&runs_tree, hot, filter, 50, None).expect("a runs page");
+        let page =
+            runs::page(&runs_tree, hot, filter, 50, None, Some(u64::MAX)).expect("a runs page");
         assert_eq!(page.runs.len(), 50, "a full runs page ({name})");
         c.bench_function(&format!("projections/runs_page_50_newest_{name}"), |b| {
-            b.iter(|| runs::page(&runs_tree, hot, black_box(filter), 50, None).expect("runs page"))
+            b.iter(|| {
+                runs::page(&runs_tree, hot, black_box(filter), 50, None, Some(u64::MAX))
+                    .expect("runs page")
+            })
         });
     }
 

@@ -193,6 +193,7 @@ pub async fn audit_log(
             &x.q,
             projections::audit::PAGE_MAX,
             x.before,
+            None,
         )
         .await;
         match page {

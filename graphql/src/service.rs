@@ -589,6 +589,7 @@ impl Service {
                     },
                     projections::runs::PAGE_MAX,
                     None,
+                    None,
                 )?;
                 let failures = page
                     .runs

@@ -58,14 +58,14 @@ async fn as_of_shows_the_organization_as_it_was() {
         .expect("time");
     tokio::time::sleep(Duration::from_millis(20)).await;
     s.ok(Some(&owner), "mutation($o: ID!) { updateOrganizationProfile(input: {organizationId: $o, tagline: \"new\"}) { position } }", json!({ "o": org })).await;
+    let d = s.ok(Some(&token), "mutation($o: ID!, $b: ID!) { consumeCredits(input: {organizationId: $o, amount: \"100\", botId: $b, key: \"k\"}) { position } }", json!({ "o": org, "b": bot })).await;
+    assert!(d["consumeCredits"]["position"].is_string());
     s.ok(
         Some(&owner),
         "mutation($b: ID!) { disableBot(input: {botId: $b}) { position } }",
         json!({ "b": bot }),
     )
     .await;
-    let d = s.ok(Some(&token), "mutation($o: ID!, $b: ID!) { consumeCredits(input: {organizationId: $o, amount: \"100\", botId: $b, key: \"k\"}) { position } }", json!({ "o": org, "b": bot })).await;
-    assert!(d["consumeCredits"]["position"].is_string());
     let q = "query($o: ID!, $p: TimePoint) { organization(id: $o, asOf: $p) { profile { tagline } bots(first: 5) { edges { node { enabled } } } usage { balance } overview { creditBalance } auditLog(first: 100) { totalCount edges { node { position } } } } }";
     for point in [json!({ "position": then }), json!({ "at": at })] {
         let d = s.ok(Some(&owner), q, json!({ "o": org, "p": point })).await;

@@ -249,13 +249,15 @@ impl AuditQuery {
 pub struct AuditPage {
     pub entries: Vec<RecordedEvent>,
     pub has_next: bool,
-    /// Exact when one list answers the filter; otherwise the matches among the
-    /// candidates examined (at most [`SCAN_MAX`]).
+    /// Every entry of the connection (whatever the cursor) the filter admits; when no
+    /// one list answers the filter, among the newest [`SCAN_MAX`] entries walked.
     pub total_count: u64,
 }
 
 /// A page of `org`'s audit log matching `q`: entries older than `before` (the cursor,
-/// a position; `None` for the newest), at most `first` ([`PAGE_MAX`]).
+/// a position; `None` for the newest), at most `first` ([`PAGE_MAX`]). `count_below`:
+/// count the connection's entries below it (`u64::MAX`: all; a time-travel bound
+/// otherwise); `None` leaves `total_count` 0 (exports need no count).
 pub async fn page(
     tree: &sled::Tree,
     store: &dyn EventStore,
@@ -263,6 +265,7 @@ pub async fn page(
     q: &AuditQuery,
     first: usize,
     before: Option<u64>,
+    count_below: Option<u64>,
 ) -> Result<AuditPage, ProjectionError> {
     let first = first.min(PAGE_MAX);
     // The most selective list the filter names drives the walk.
@@ -318,10 +321,28 @@ pub async fn page(
         }
         entries.push(e);
     }
-    let total_count = if exact {
-        postings::count(tree, &list)?
+    let total_count = if let Some(limit) = count_below {
+        if exact {
+            postings::count_below(tree, &list, limit)?
+        } else {
+            // Every match of the connection, whatever the cursor: a second walk from the
+            // newest, over at most SCAN_MAX entries.
+            let mut n = 0;
+            for position in Descending::new(tree, &list, limit).take(SCAN_MAX) {
+                let Some(e) = store.read_all(position?, 1).await?.pop() else {
+                    continue;
+                };
+                if q.from
+                    .is_some_and(|f| e.meta.occurred_at < f - CLOCK_SKEW_MAX)
+                {
+                    break;
+                }
+                n += u64::from(q.admits(&e));
+            }
+            n
+        }
     } else {
-        entries.len() as u64
+        0
     };
     Ok(AuditPage {
         entries,

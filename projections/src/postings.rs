@@ -185,6 +185,23 @@ pub fn count(tree: &sled::Tree, name: &[u8]) -> Result<u64, ProjectionError> {
         .unwrap_or(0))
 }
 
+/// How many positions list `name` holds below `before` (a time-travel bound): the
+/// count, or a read of the blocks below `before` (a key per [`BLOCK`] positions).
+pub fn count_below(tree: &sled::Tree, name: &[u8], before: u64) -> Result<u64, ProjectionError> {
+    if before == u64::MAX {
+        return count(tree, name);
+    }
+    let prefix = block_prefix(name);
+    let mut end = prefix.clone();
+    end.extend_from_slice(&before.to_be_bytes());
+    let mut n = 0;
+    for kv in tree.range(prefix..end) {
+        let (_, v) = kv?;
+        n += decode(&v).filter(|p| *p < before).count() as u64;
+    }
+    Ok(n)
+}
+
 /// The positions of list `name` below `before`, newest first, read a block at a time.
 pub struct Descending {
     tree: sled::Tree,

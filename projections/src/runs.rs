@@ -272,7 +272,8 @@ pub struct RunFilter {
 pub struct RunsPage {
     pub runs: Vec<(u64, RunView)>,
     pub has_next: bool,
-    /// Exact when only bot or trigger filter; otherwise the matches among the runs read.
+    /// Every run of the connection (whatever the cursor) the filter admits; with a
+    /// status or time filter, among the newest [`SCAN_MAX`] runs of the list walked.
     pub total_count: u64,
 }
 
@@ -321,13 +322,32 @@ impl<'a> Views<'a> {
     }
 }
 
+impl RunFilter {
+    fn admits(&self, view: &RunView) -> bool {
+        self.status.is_none_or(|s| s == view.status)
+            && self.trigger.is_none_or(|t| Some(t) == view.trigger_id)
+            && self.from.is_none_or(|t| view.started_at >= t)
+            && self.to.is_none_or(|t| view.started_at <= t)
+    }
+
+    /// Whether a run started at `started_at` and every older one are before `from`
+    /// (times follow positions up to writers' clock skew).
+    fn past_from(&self, started_at: OffsetDateTime) -> bool {
+        self.from
+            .is_some_and(|t| started_at < t - crate::audit::CLOCK_SKEW_MAX)
+    }
+}
+
 /// A page of `org`'s runs, newest first, started before position `before` (the cursor).
+/// `count_below`: count the connection's runs started below it (`u64::MAX`: all; a
+/// time-travel bound otherwise); `None` leaves `total_count` 0.
 pub fn page(
     tree: &sled::Tree,
     org: Uuid,
     f: &RunFilter,
     first: usize,
     before: Option<u64>,
+    count_below: Option<u64>,
 ) -> Result<RunsPage, ProjectionError> {
     let first = first.min(PAGE_MAX);
     let list = match (f.bot, f.trigger) {
@@ -349,16 +369,10 @@ pub fn page(
         let Some(view) = views.at(position)? else {
             continue;
         };
-        if f.from
-            .is_some_and(|t| view.started_at < t - crate::audit::CLOCK_SKEW_MAX)
-        {
+        if f.past_from(view.started_at) {
             break;
         }
-        let admitted = f.status.is_none_or(|s| s == view.status)
-            && f.trigger.is_none_or(|t| Some(t) == view.trigger_id)
-            && f.from.is_none_or(|t| view.started_at >= t)
-            && f.to.is_none_or(|t| view.started_at <= t);
-        if !admitted {
+        if !f.admits(&view) {
             continue;
         }
         if runs.len() == first {
@@ -367,10 +381,26 @@ pub fn page(
         }
         runs.push((position, view));
     }
-    let total_count = if exact {
-        postings::count(tree, &list)?
+    let total_count = if let Some(limit) = count_below {
+        if exact {
+            postings::count_below(tree, &list, limit)?
+        } else {
+            // Every match of the connection, whatever the cursor: a second walk from the
+            // newest, over at most SCAN_MAX runs.
+            let mut n = 0;
+            for position in Descending::new(tree, &list, limit).take(SCAN_MAX) {
+                let Some(view) = views.at(position?)? else {
+                    continue;
+                };
+                if f.past_from(view.started_at) {
+                    break;
+                }
+                n += u64::from(f.admits(&view));
+            }
+            n
+        }
     } else {
-        runs.len() as u64
+        0
     };
     Ok(RunsPage {
         runs,

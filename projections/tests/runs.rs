@@ -150,7 +150,9 @@ async fn every_filter_pages_exactly_the_runs_written() {
         let mut got = Vec::new();
         let mut cursor = None;
         loop {
-            let p = runs::page(&tree, org, f, 23, cursor).expect("page");
+            let p = runs::page(&tree, org, f, 23, cursor, Some(u64::MAX)).expect("page");
+            // Every page counts the whole connection, whatever the filter or cursor.
+            assert_eq!(p.total_count, want.len() as u64, "totalCount, filter {f:?}");
             got.extend(p.runs.iter().map(|(_, r)| r.id));
             assert!(p.runs.iter().all(|(_, r)| r.org == org), "tenant isolation");
             if !p.has_next {
@@ -171,7 +173,7 @@ async fn every_filter_pages_exactly_the_runs_written() {
     );
     assert_eq!(
         written.iter().filter(|w| w.org == org).count() as u64,
-        runs::page(&tree, org, &RunFilter::default(), 1, None)
+        runs::page(&tree, org, &RunFilter::default(), 1, None, Some(u64::MAX))
             .expect("page")
             .total_count
     );
@@ -264,7 +266,15 @@ async fn runs_ended_in_later_commits_and_across_restarts_equal_one_catch_up() {
         tree_state(&r.tree()),
         "live with a restart = one catch-up"
     );
-    let page = runs::page(&r.tree(), org, &RunFilter::default(), 100, None).expect("page");
+    let page = runs::page(
+        &r.tree(),
+        org,
+        &RunFilter::default(),
+        100,
+        None,
+        Some(u64::MAX),
+    )
+    .expect("page");
     let running = page
         .runs
         .iter()

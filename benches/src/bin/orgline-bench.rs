@@ -618,7 +618,7 @@ async fn p6(dir: &Path, events: u64) -> Result<f64> {
     for i in 0..1_000 {
         let before = (i % 2 == 1).then(|| rng.random_range(1..=written.events));
         let t = Instant::now();
-        let page = audit::page(&tree, store.as_ref(), org, &q, 50, before).await?;
+        let page = audit::page(&tree, store.as_ref(), org, &q, 50, before, Some(u64::MAX)).await?;
         latencies.push(t.elapsed());
         anyhow::ensure!(
             before.is_some() || page.entries.len() == 50,

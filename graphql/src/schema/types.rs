@@ -783,6 +783,7 @@ pub async fn audit_page(
         q,
         first,
         before,
+        Some(limit.unwrap_or(u64::MAX)),
     )
     .await?;
     let items = page
@@ -815,7 +816,14 @@ pub fn run_page(
         (a, l) => a.or(l),
     };
     let tree = svc.projections.runs.tree();
-    let page = runs::page(&tree, access.org, f, first, before)?;
+    let page = runs::page(
+        &tree,
+        access.org,
+        f,
+        first,
+        before,
+        Some(limit.unwrap_or(u64::MAX)),
+    )?;
     let items = page
         .runs
         .into_iter()
