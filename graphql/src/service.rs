@@ -559,8 +559,12 @@ impl Service {
                     .await
                 {
                     Ok(o) => Ok(o.position),
-                    // Already started: done before.
-                    Err(e) if e.code == crate::error::ErrorCode::Conflict => Ok(0),
+                    // Already started: done before — perhaps this instant, by the process
+                    // manager, whose append the read models may not cover yet: wait for
+                    // everything durable now.
+                    Err(e) if e.code == crate::error::ErrorCode::Conflict => {
+                        Ok(self.store.head().await?)
+                    }
                     Err(e) => Err(e),
                 }
             }

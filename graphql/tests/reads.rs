@@ -329,3 +329,25 @@ async fn connections_page_with_opaque_cursors() {
         assert!(!seen.is_empty() || field == "runs", "{field}");
     }
 }
+
+/// The payload of `createOrganization` shows what its follow-up (the free plan's
+/// subscription) wrote, whether the mutation or the process manager carried it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_organizations_payload_has_its_subscription() {
+    let s = common::Server::start().await;
+    let (owner, _) = s.sign_up("owner@a.test", "Owner").await;
+    for i in 0..60 {
+        let d = s
+            .ok(
+                Some(&owner),
+                "mutation($i: CreateOrganizationInput!) { createOrganization(input: $i) { organization { subscription { plan } overview { seats { total } } } } }",
+                json!({ "i": { "name": format!("Org {i}"), "adminAlias": "Admin", "adminEmail": "admin@example.com" } }),
+            )
+            .await;
+        assert_eq!(
+            d["createOrganization"]["organization"]["subscription"]["plan"],
+            json!("free"),
+            "try {i}: {d}"
+        );
+    }
+}
