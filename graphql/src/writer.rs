@@ -260,7 +260,12 @@ where
             let mut proposed: Vec<ProposedEvent> = Vec::new();
             // Per job: the index range of its events in `proposed`, its events, follow-ups.
             let mut decided: Vec<(usize, usize, Vec<Event>, Vec<FollowUp>)> = Vec::new();
-            for slot in jobs.iter_mut() {
+            // Jobs refused against a state that holds this batch's earlier events: their
+            // answers wait for the append, since a refusal may rest on what an earlier job
+            // of the batch decided (say, a subscription already started). Their readers
+            // then see those events, and a failed append decides them again.
+            let mut refused: Vec<(usize, ApiError)> = Vec::new();
+            for (i, slot) in jobs.iter_mut().enumerate() {
                 let Some(job) = slot.as_ref() else { continue };
                 match working.decide(&job.command, &job.ctx) {
                     Ok(events) => {
@@ -278,11 +283,19 @@ where
                         let follow = working.follow_ups(job.meta.org, &events, &ids);
                         decided.push((start, proposed.len(), events, follow));
                     }
-                    Err(e) => {
+                    Err(e) if proposed.is_empty() => {
+                        // Refused against the durable state: answered now.
                         if let Some(j) = slot.take() {
                             let _ = j.reply.send(Err(e.into()));
                         }
                     }
+                    Err(e) => refused.push((i, e.into())),
+                }
+            }
+            let mut held: Vec<(Job<A>, ApiError)> = Vec::new();
+            for (i, e) in refused {
+                if let Some(j) = jobs[i].take() {
+                    held.push((j, e));
                 }
             }
             let live: Vec<Job<A>> = jobs.iter_mut().filter_map(Option::take).collect();
@@ -327,11 +340,19 @@ where
                             follow_ups: follow,
                         }));
                     }
+                    for (job, e) in held {
+                        let _ = job.reply.send(Err(e));
+                    }
                     return;
                 }
                 Err(StoreError::Conflict { .. }) if attempt + 1 < CONFLICT_RETRIES => {
-                    // Someone else wrote the stream: catch up and decide again.
-                    jobs = live.into_iter().map(Some).collect();
+                    // Someone else wrote the stream: catch up and decide again (the held
+                    // refusals too: what they rested on was not appended).
+                    jobs = live
+                        .into_iter()
+                        .chain(held.into_iter().map(|(j, _)| j))
+                        .map(Some)
+                        .collect();
                     if self.load().await.is_err() {
                         self.state = None;
                     }
@@ -339,7 +360,7 @@ where
                 Err(e) => {
                     self.state = None;
                     let err = ApiError::from(e);
-                    for job in live {
+                    for job in live.into_iter().chain(held.into_iter().map(|(j, _)| j)) {
                         let _ = job.reply.send(Err(err.clone()));
                     }
                     return;
