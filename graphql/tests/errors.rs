@@ -97,3 +97,35 @@ async fn a_failing_field_nulls_the_nearest_nullable_field_and_keys_keep_the_quer
         "the organization's id and name after its runs: {text}"
     );
 }
+
+/// The contract's `ErrorCode` enum is served (introspection lists it), though no field
+/// returns it: clients generate the codes' type from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn introspection_lists_the_error_codes() {
+    let s = common::Server::start().await;
+    let d = s
+        .ok(
+            None,
+            "{ __type(name: \"ErrorCode\") { kind enumValues { name } } }",
+            json!({}),
+        )
+        .await;
+    let names: Vec<&str> = d["__type"]["enumValues"]
+        .as_array()
+        .unwrap_or_else(|| panic!("ErrorCode is served: {d}"))
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "UNAUTHENTICATED",
+            "FORBIDDEN",
+            "NOT_FOUND",
+            "BAD_USER_INPUT",
+            "CONFLICT",
+            "LIMIT_EXCEEDED",
+            "INTERNAL"
+        ]
+    );
+}

@@ -98,6 +98,22 @@ impl Query {
         Ok(events(ctx, filter.unwrap_or_default(), first.unwrap_or(100), after).await?)
     }
 
+    /// An addition to the contract: every code an error may carry in
+    /// `extensions.code` (so introspection, and the types clients generate, list the
+    /// contract's `ErrorCode`). Needs no token.
+    async fn error_codes(&self) -> Vec<crate::error::ErrorCode> {
+        use crate::error::ErrorCode as E;
+        vec![
+            E::Unauthenticated,
+            E::Forbidden,
+            E::NotFound,
+            E::BadUserInput,
+            E::Conflict,
+            E::LimitExceeded,
+            E::Internal,
+        ]
+    }
+
     /// Every projection's status. Operator token only.
     async fn projections(
         &self,
