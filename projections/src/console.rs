@@ -392,7 +392,8 @@ pub mod query {
     }
 
     /// A page of members in user-id order after the cursor `after`, of one kind, whose
-    /// alias or email starts with `search` (case-insensitive); also the total that
+    /// alias or email contains `search` (case-insensitive: a surname, a domain); also
+    /// the total that
     /// matches. Aliases and emails come from the accounts read model.
     pub fn members(
         console: &sled::Tree,
@@ -458,7 +459,9 @@ pub mod query {
         let mut matching = Vec::new();
         for (&id, m) in of_kind {
             let r = row(id, m)?;
-            if r.alias.to_lowercase().starts_with(n.as_str()) || r.email.starts_with(n.as_str()) {
+            if r.alias.to_lowercase().contains(n.as_str())
+                || r.email.to_lowercase().contains(n.as_str())
+            {
                 matching.push(r);
             }
         }

@@ -891,6 +891,16 @@ async fn console_lists_members_invitations_and_roles_as_the_console_shows_them()
         ),
         (vec!["ALICE", "ALBERT"], false, 2)
     );
+    // Anywhere in the alias or the email, not only at the start.
+    let (rows, _, total) =
+        query::members(&ct, &at, org_id, None, Some("er"), 10, None).expect("search");
+    assert_eq!(
+        (
+            rows.iter().map(|r| r.alias.as_str()).collect::<Vec<_>>(),
+            total
+        ),
+        (vec!["ALBERT", "ERIN"], 2)
+    );
     let (rows, _, total) = query::members(
         &ct,
         &at,
