@@ -47,6 +47,7 @@ impl Server {
                 operator_token: None,
                 base_url: String::new(),
                 response_cache,
+                private_webhooks: false,
             };
             let svc = graphql::serve::service(store, config)?;
             graphql::process::spawn(svc.clone()).await?;
@@ -393,6 +394,7 @@ pub fn p8_p9(dir: &std::path::Path, events: u64, seconds: f64) -> Result<Restart
                 operator_token: None,
                 base_url: String::new(),
                 response_cache: true,
+                private_webhooks: false,
             };
             let svc = graphql::serve::service(store.clone(), config)?;
             let head = svc_head(&svc).await?;

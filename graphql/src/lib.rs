@@ -12,6 +12,7 @@
 //! - [`server`]: the axum router, limits, GraphiQL, health, metrics.
 //! - [`files`], [`pdf`]: audit-log exports and invoice PDFs.
 //! - [`error`]: the codes of `extensions.code`.
+//! - [`webhook`]: where webhooks may go (public addresses only, by default).
 
 pub mod auth;
 pub mod cache;
@@ -26,6 +27,7 @@ pub mod schema;
 pub mod serve;
 pub mod server;
 pub mod service;
+pub mod webhook;
 pub mod writer;
 
 pub use schema::{OrglineSchema, sdl};

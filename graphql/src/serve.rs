@@ -20,7 +20,8 @@ pub fn service(store: Arc<EmbeddedStore>, config: Config) -> anyhow::Result<Arc<
     Service::new(store, db, config).map_err(|e| anyhow::anyhow!("{}", e.message))
 }
 
-/// The configuration from the environment: `ORGLINE_OPERATOR_TOKEN`, `ORGLINE_BASE_URL`.
+/// The configuration from the environment: `ORGLINE_OPERATOR_TOKEN`, `ORGLINE_BASE_URL`,
+/// `ORGLINE_RESPONSE_CACHE`, `ORGLINE_WEBHOOKS_ALLOW_PRIVATE`.
 pub fn config_from_env() -> Config {
     Config {
         operator_token: std::env::var("ORGLINE_OPERATOR_TOKEN")
@@ -28,6 +29,7 @@ pub fn config_from_env() -> Config {
             .filter(|t| !t.is_empty()),
         base_url: std::env::var("ORGLINE_BASE_URL").unwrap_or_default(),
         response_cache: std::env::var("ORGLINE_RESPONSE_CACHE").map_or(true, |v| v != "0"),
+        private_webhooks: std::env::var("ORGLINE_WEBHOOKS_ALLOW_PRIVATE").is_ok_and(|v| v == "1"),
     }
 }
 

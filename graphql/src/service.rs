@@ -32,6 +32,9 @@ pub struct Config {
     /// Keep whole query responses until a read model moves (`ORGLINE_RESPONSE_CACHE=0`
     /// turns it off).
     pub response_cache: bool,
+    /// `ORGLINE_WEBHOOKS_ALLOW_PRIVATE=1`: usage-alert webhooks may go to private,
+    /// loopback and link-local addresses (off: public addresses only).
+    pub private_webhooks: bool,
 }
 
 /// The built-in read models.
@@ -255,6 +258,7 @@ impl Service {
         config: Config,
     ) -> ApiResult<Arc<Service>> {
         let projections = Projections::spawn(store.clone(), &db)?;
+        let http = crate::webhook::client(config.private_webhooks)?;
         Ok(Arc::new(Service {
             writer: Writer::new(store.clone()),
             creds: Credentials::open(&db)?,
@@ -271,10 +275,7 @@ impl Service {
             heartbeats: Mutex::new(HashMap::new()),
             last_beats: Mutex::new(HashMap::new()),
             heartbeat_count: std::sync::atomic::AtomicU64::new(0),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(5))
-                .build()
-                .map_err(ApiError::internal)?,
+            http,
             followed: Mutex::new(HashSet::new()),
         }))
     }

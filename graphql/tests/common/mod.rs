@@ -25,6 +25,7 @@ impl Server {
             operator_token: Some(OPERATOR.into()),
             base_url: String::new(),
             response_cache: true,
+            private_webhooks: true,
         };
         let svc = graphql::serve::service(store.clone(), config).expect("service");
         graphql::process::spawn(svc.clone())

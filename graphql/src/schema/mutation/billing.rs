@@ -447,6 +447,9 @@ impl BillingMutation {
         input: SetUsageAlertInput,
     ) -> async_graphql::Result<UsagePayload> {
         let a = org_access(ctx, &input.organization_id)?;
+        if let Some(url) = &input.webhook_url {
+            crate::webhook::check_url(url, svc(ctx).config.private_webhooks)?;
+        }
         let command = CreditsCommand::SetAlert {
             alert_id: Uuid::new_v4(),
             threshold: Credits::parse("threshold", &input.threshold)?,
