@@ -351,3 +351,54 @@ async fn a_new_organizations_payload_has_its_subscription() {
         );
     }
 }
+
+/// `consumed` and `breakdown` take `from` and `to` to the instant, not to the day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_windows_are_exact_to_the_instant() {
+    let s = common::Server::start().await;
+    let (owner, org, bot, token) = s.team_org().await;
+    let consume = "mutation($o: ID!, $b: ID!, $a: String!, $k: String!) { consumeCredits(input: {organizationId: $o, amount: $a, botId: $b, key: $k}) { position } }";
+    let now = || {
+        time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .expect("time")
+    };
+    let mut marks = Vec::new();
+    for (amount, key) in [("7", "a"), ("11", "b"), ("13", "c")] {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        s.ok(
+            Some(&token),
+            consume,
+            json!({ "o": org, "b": bot, "a": amount, "k": key }),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        marks.push(now());
+    }
+    let q = "query($o: ID!, $f: DateTime, $t: DateTime) { organization(id: $o) { usage { consumed(from: $f, to: $t) breakdown(by: BOT, from: $f, to: $t) { key credits runs } } } }";
+    for (f, t, want) in [
+        (None, None, 31),
+        (Some(&marks[0]), None, 24),
+        (None, Some(&marks[1]), 18),
+        (Some(&marks[0]), Some(&marks[1]), 11),
+        (Some(&marks[2]), None, 0),
+    ] {
+        let d = s
+            .ok(Some(&owner), q, json!({ "o": org, "f": f, "t": t }))
+            .await;
+        let u = &d["organization"]["usage"];
+        assert_eq!(u["consumed"], json!(want.to_string()), "{f:?}..{t:?}: {d}");
+        let by_bot: u64 = u["breakdown"]
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| {
+                r["credits"]
+                    .as_str()
+                    .and_then(|c| c.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum();
+        assert_eq!(by_bot, want, "{f:?}..{t:?}: {d}");
+    }
+}

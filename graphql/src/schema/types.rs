@@ -1331,6 +1331,113 @@ pub struct UsageNode {
     pub past: Option<Arc<Past>>,
 }
 
+/// Consumption of `org` within `[from, to]` (inclusive, to the nanosecond), grouped
+/// `by` day or bot. Whole days come from the credits read model's day buckets; the
+/// parts of days at either end, from the organization's `credits.consumed` entries
+/// of the audit trail within them.
+async fn usage(
+    svc: &Service,
+    org: Uuid,
+    by: credits::query::By,
+    from: Option<OffsetDateTime>,
+    to: Option<OffsetDateTime>,
+) -> ApiResult<Vec<(String, credits::Bucket)>> {
+    use credits::query::By;
+    let utc = |t: OffsetDateTime| t.to_offset(time::UtcOffset::UTC);
+    let midnight = |t: OffsetDateTime| utc(t).replace_time(time::Time::MIDNIGHT);
+    let day = time::Duration::days(1);
+    let ns = time::Duration::nanoseconds(1);
+    // The whole days: [first, last] by their midnights; the partial windows around them.
+    let mut partial: Vec<(OffsetDateTime, OffsetDateTime)> = Vec::new();
+    let first = match from {
+        Some(f) if midnight(f) == utc(f) => Some(utc(f)),
+        Some(f) => {
+            partial.push((f, midnight(f) + day - ns));
+            Some(midnight(f) + day)
+        }
+        None => None,
+    };
+    let last = match to {
+        Some(t) if utc(t) == midnight(t) + day - ns => Some(midnight(t)),
+        Some(t) => {
+            partial.push((midnight(t), t));
+            Some(midnight(t) - day)
+        }
+        None => None,
+    };
+    let mut out: std::collections::BTreeMap<String, credits::Bucket> = Default::default();
+    let add = |out: &mut std::collections::BTreeMap<String, credits::Bucket>,
+               k: String,
+               credits: u64,
+               runs: u64| {
+        let slot = out.entry(k).or_default();
+        slot.credits = slot.credits.saturating_add(credits);
+        slot.runs += runs;
+    };
+    if let (Some(f), Some(t)) = (from, to)
+        && midnight(f) == midnight(t)
+        && partial.len() == 2
+    {
+        // Both ends in one day, neither whole: one window.
+        partial = vec![(f, t)];
+    }
+    // No whole day when both ends fall in one day, or in two neighbouring ones.
+    let whole = match (first, last) {
+        (Some(a), Some(b)) => a <= b,
+        _ => true,
+    };
+    if whole {
+        for (k, b) in
+            credits::query::breakdown(&svc.projections.credits.tree(), org, by, first, last)?
+        {
+            add(&mut out, k, b.credits, b.runs);
+        }
+    }
+    for (f, t) in partial {
+        if f > t {
+            continue;
+        }
+        let q = projections::audit::AuditQuery {
+            actions: vec!["credits.consumed".into()],
+            from: Some(f),
+            to: Some(t),
+            ..Default::default()
+        };
+        let mut before = None;
+        loop {
+            let page = projections::audit::page(
+                &svc.projections.audit.tree(),
+                svc.store.as_ref(),
+                org,
+                &q,
+                projections::audit::PAGE_MAX,
+                before,
+                None,
+            )
+            .await?;
+            for e in &page.entries {
+                if let Some(domain::Event::CreditsConsumed(c)) =
+                    projections::time_travel::decode(e)?
+                {
+                    let key = match by {
+                        By::Day => {
+                            let d = utc(e.meta.occurred_at).date();
+                            format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day())
+                        }
+                        By::Bot => c.bot_id.to_string(),
+                    };
+                    add(&mut out, key, c.amount.0, u64::from(c.run_id.is_some()));
+                }
+            }
+            if !page.has_next {
+                break;
+            }
+            before = page.entries.last().map(|e| e.position);
+        }
+    }
+    Ok(out.into_iter().collect())
+}
+
 impl UsageNode {
     fn doc(&self, svc: &Service) -> ApiResult<credits::CreditsDoc> {
         Ok(credits::query::doc(
@@ -1363,13 +1470,15 @@ impl UsageNode {
         from: Option<DateTime>,
         to: Option<DateTime>,
     ) -> async_graphql::Result<String> {
-        let n = credits::query::consumed(
-            &svc(ctx).projections.credits.tree(),
+        let rows = usage(
+            svc(ctx),
             self.org,
+            credits::query::By::Day,
             from.map(|d| d.0),
             self.cap(to),
-        )?;
-        Ok(n.to_string())
+        )
+        .await?;
+        Ok(rows.iter().map(|(_, b)| b.credits).sum::<u64>().to_string())
     }
     async fn breakdown(
         &self,
@@ -1382,13 +1491,7 @@ impl UsageNode {
             UsageBucket::Day => credits::query::By::Day,
             UsageBucket::Bot => credits::query::By::Bot,
         };
-        let rows = credits::query::breakdown(
-            &svc(ctx).projections.credits.tree(),
-            self.org,
-            by,
-            from.map(|d| d.0),
-            self.cap(to),
-        )?;
+        let rows = usage(svc(ctx), self.org, by, from.map(|d| d.0), self.cap(to)).await?;
         Ok(rows
             .into_iter()
             .map(|(key, b)| UsagePoint {
