@@ -18,7 +18,7 @@ use uuid::Uuid;
 
 /// Filters of an export, as query parameters.
 #[derive(Debug, Default, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ExportParams {
     pub actor_id: Option<String>,
     /// Comma-separated.
@@ -145,9 +145,16 @@ struct Export {
 pub async fn audit_log(
     State(s): State<AppState>,
     Path((org, file)): Path<(String, String)>,
-    Query(params): Query<ExportParams>,
+    params: Result<Query<ExportParams>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
 ) -> Response {
+    // A misspelt filter would export everything: refused, with what is accepted.
+    let Ok(Query(params)) = params else {
+        return fail(ApiError::bad_input(
+            "the export takes the query parameters actorId, actions (comma-separated), \
+             from, to, targetId and query",
+        ));
+    };
     let csv = match file.as_str() {
         "audit-log.jsonl" => false,
         "audit-log.csv" => true,

@@ -311,6 +311,14 @@ async fn get_query(s: &AppState, headers: &HeaderMap, query_string: &str) -> Res
             );
         }
     };
+    if request.query.trim().is_empty() {
+        return error_response(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::BadUserInput,
+            "GET /graphql takes ?query=…&variables=… (or a WebSocket upgrade speaking \
+             graphql-transport-ws or graphql-ws); GraphiQL is at /",
+        );
+    }
     if !crate::cache::is_query(&request.query) {
         return error_response(
             StatusCode::METHOD_NOT_ALLOWED,

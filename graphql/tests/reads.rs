@@ -199,10 +199,19 @@ async fn analysts_page_through_the_log_and_auditors_download_it() {
             Some(owner.clone()),
             400,
         ),
+        (
+            // A misspelt filter (actor for actorId) is refused, not ignored.
+            format!("/organizations/{org}/audit-log.jsonl?actor=x"),
+            Some(owner.clone()),
+            400,
+        ),
     ] {
         let r = get(path.clone(), token).await.expect("get");
         assert_eq!(r.status(), status, "{path}");
     }
+    // GET /graphql without a query (or a WebSocket upgrade it cannot speak) says how.
+    let r = get("/graphql".into(), None).await.expect("get");
+    assert_eq!(r.status(), 400);
     // Health, readiness, metrics.
     assert_eq!(
         get("/healthz".into(), None).await.expect("get").status(),
