@@ -9,7 +9,8 @@
 //! - [`writer`]: one task per active stream; commands decided in batches (group commit).
 //! - [`auth`]: credentials kept out of the log (Argon2id, hashed tokens, throttling).
 //! - [`schema`]: query, mutation (per area), subscription, types, scalars.
-//! - [`server`]: the axum router, limits, GraphiQL, health, metrics.
+//! - [`server`]: the axum router, limits, GraphiQL, health, metrics; [`ws`]: the
+//!   WebSocket protocols, with `graphql-transport-ws`'s close codes.
 //! - [`files`], [`pdf`]: audit-log exports and invoice PDFs.
 //! - [`error`]: the codes of `extensions.code`.
 //! - [`webhook`]: where webhooks may go (public addresses only, by default).
@@ -29,6 +30,7 @@ pub mod server;
 pub mod service;
 pub mod webhook;
 pub mod writer;
+pub mod ws;
 
 pub use schema::{OrglineSchema, sdl};
 pub use server::router;

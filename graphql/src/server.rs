@@ -8,7 +8,7 @@ use crate::files;
 use crate::schema::OrglineSchema;
 use crate::service::{Principal, Service, Viewer};
 use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql::http::WebSocketProtocols;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State, WebSocketUpgrade};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -259,43 +259,47 @@ async fn graphql(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
     }
 }
 
-/// WebSocket subscriptions. The token comes in the `connection_init` payload
-/// (`{"Authorization": "Bearer …"}`, `{"authorization": …}` or `{"token": …}`) or in the
-/// upgrade request's `Authorization` header.
+/// WebSocket subscriptions (see [`crate::ws`]); a GET that is not an upgrade is a query.
 async fn subscriptions(
     State(s): State<AppState>,
     headers: HeaderMap,
     uri: axum::http::Uri,
-    protocol: Result<GraphQLProtocol, StatusCode>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
-    let (Ok(protocol), Ok(upgrade)) = (protocol, upgrade) else {
+    let Ok(upgrade) = upgrade else {
         return get_query(&s, &headers, uri.query().unwrap_or_default()).await;
+    };
+    // The first protocol asked for that is spoken; none asked: graphql-transport-ws.
+    let asked = headers
+        .get(header::SEC_WEBSOCKET_PROTOCOL)
+        .and_then(|v| v.to_str().ok());
+    let protocol = match asked {
+        None => WebSocketProtocols::GraphQLWS,
+        Some(list) => match list
+            .split(',')
+            .find_map(|p| p.trim().parse::<WebSocketProtocols>().ok())
+        {
+            Some(p) => p,
+            None => {
+                return error_response(
+                    StatusCode::BAD_REQUEST,
+                    ErrorCode::BadUserInput,
+                    "the WebSocket speaks graphql-transport-ws (or the legacy graphql-ws)",
+                );
+            }
+        },
     };
     let header_token = bearer(&headers).map(str::to_owned);
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| {
-            let svc = s.svc.clone();
-            GraphQLWebSocket::new(socket, s.schema.clone(), protocol)
-                .on_connection_init(move |payload| async move {
-                    // `{"Authorization": …}`, `{"token": …}`, or Apollo's `{"headers": {…}}`.
-                    let from = |p: &serde_json::Value| {
-                        ["Authorization", "authorization", "token"]
-                            .iter()
-                            .find_map(|k| p.get(*k).and_then(|v| v.as_str()))
-                            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned())
-                    };
-                    let from_payload =
-                        from(&payload).or_else(|| payload.get("headers").and_then(from));
-                    let token = from_payload.or(header_token);
-                    let viewer = viewer_of(&svc, token.as_deref());
-                    let mut data = async_graphql::Data::default();
-                    data.insert(viewer);
-                    data.insert(LiveToken(token));
-                    Ok(data)
-                })
-                .serve()
+            crate::ws::serve(
+                socket,
+                s.schema.clone(),
+                s.svc.clone(),
+                protocol,
+                header_token,
+            )
         })
 }
 

@@ -320,3 +320,72 @@ async fn streams_end_when_the_session_ends_or_the_permission_is_revoked() {
         "{m}"
     );
 }
+
+/// Connects without `connection_init`.
+async fn raw(s: &common::Server) -> Ws {
+    let mut req = format!("ws://{}/graphql", s.addr)
+        .into_client_request()
+        .expect("request");
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    tokio_tungstenite::connect_async(req)
+        .await
+        .expect("connect")
+        .0
+}
+
+/// The close code the server ends the connection with.
+async fn closed_with(ws: &mut Ws) -> u16 {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("closed within 20 s");
+        match msg {
+            Some(Ok(Message::Close(Some(frame)))) => return frame.code.into(),
+            Some(Ok(_)) => continue,
+            other => panic!("a close frame, not {other:?}"),
+        }
+    }
+}
+
+/// `graphql-transport-ws` as its specification has it: the close codes for protocol
+/// errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protocol_errors_close_with_the_codes_of_graphql_transport_ws() {
+    let s = common::Server::start().await;
+    let (owner, org) = {
+        let (t, _) = s.sign_up("owner@a.test", "Owner").await;
+        let org = s.create_org(&t, "A").await;
+        (t, org)
+    };
+    let sub = |id: &str| {
+        json!({ "id": id, "type": "subscribe", "payload": {
+            "query": "subscription($o: ID!) { auditLogTail(organizationId: $o) { action } }",
+            "variables": { "o": org } } })
+    };
+    // Subscribe before connection_init: 4401.
+    let mut ws = raw(&s).await;
+    send(&mut ws, sub("1")).await;
+    assert_eq!(closed_with(&mut ws).await, 4401);
+    // Not JSON, or an unknown type: 4400.
+    let mut ws = raw(&s).await;
+    ws.send(Message::Text("{ not json".into()))
+        .await
+        .expect("send");
+    assert_eq!(closed_with(&mut ws).await, 4400);
+    let mut ws = connect(&s, "graphql-transport-ws", &owner).await;
+    send(&mut ws, json!({ "type": "bogus" })).await;
+    assert_eq!(closed_with(&mut ws).await, 4400);
+    // The id of a running subscription again: 4409; after its complete, it is free.
+    let mut ws = connect(&s, "graphql-transport-ws", &owner).await;
+    send(&mut ws, sub("a")).await;
+    send(&mut ws, json!({ "id": "a", "type": "complete" })).await;
+    send(&mut ws, sub("a")).await;
+    send(&mut ws, sub("a")).await;
+    assert_eq!(closed_with(&mut ws).await, 4409);
+    // No connection_init in time: 4408.
+    let mut ws = raw(&s).await;
+    assert_eq!(closed_with(&mut ws).await, 4408);
+}

@@ -1,0 +1,212 @@
+//! The WebSocket side of `/graphql`: async-graphql runs the protocols
+//! (`graphql-transport-ws`, and the legacy `graphql-ws`); this module puts the
+//! `graphql-transport-ws` rules the engine leaves out in front of it, with the close
+//! codes the protocol names:
+//!
+//! - 4400: a message that is not JSON, has no `type`, an unknown `type`, or a
+//!   `subscribe` without an `id` or a `payload.query`;
+//! - 4401: `subscribe` before `connection_init`;
+//! - 4408: no `connection_init` within [`INIT_TIMEOUT`];
+//! - 4409: `subscribe` with the id of a subscription still running;
+//! - 4429: a second `connection_init` (from the engine).
+//!
+//! The token comes in the `connection_init` payload (`{"Authorization": "Bearer …"}`,
+//! `{"authorization": …}`, `{"token": …}` or Apollo's `{"headers": {…}}`) or in the
+//! upgrade request's `Authorization` header, and is checked again at every operation
+//! and event (see [`crate::server::LiveToken`]).
+
+use crate::schema::OrglineSchema;
+use crate::server::{LiveToken, viewer_of};
+use crate::service::Service;
+use async_graphql::http::{WebSocketProtocols, WsMessage};
+use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use futures::{SinkExt, StreamExt};
+use serde_json::Value;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// How long a client has to send `connection_init`.
+pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the guard saw of the client, shared with the loop that writes to it.
+#[derive(Default)]
+struct Guard {
+    init: bool,
+    /// Subscriptions started and not yet completed (by either side).
+    running: HashSet<String>,
+    /// The close the guard decided: (code, reason).
+    close: Option<(u16, String)>,
+}
+
+impl Guard {
+    /// Checks one client message of `graphql-transport-ws`; `false` ends the
+    /// connection with the close recorded.
+    fn admit(&mut self, text: &[u8]) -> bool {
+        let refuse = |g: &mut Guard, code: u16, reason: String| {
+            g.close = Some((code, reason));
+            false
+        };
+        let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(text) else {
+            return refuse(
+                self,
+                4400,
+                "Invalid message received: not a JSON object".into(),
+            );
+        };
+        let id = m
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty());
+        match m.get("type").and_then(Value::as_str) {
+            Some("connection_init") => {
+                self.init = true;
+                true
+            }
+            Some("ping" | "pong") => true,
+            Some("subscribe") => {
+                let query = m
+                    .get("payload")
+                    .and_then(|p| p.get("query"))
+                    .and_then(Value::as_str);
+                let Some((id, Some(_))) = id.map(|id| (id, query)) else {
+                    return refuse(
+                        self,
+                        4400,
+                        "Invalid message received: subscribe needs an id and payload.query".into(),
+                    );
+                };
+                if !self.init {
+                    return refuse(
+                        self,
+                        4401,
+                        "Unauthorized: send connection_init first".into(),
+                    );
+                }
+                if !self.running.insert(id.to_owned()) {
+                    return refuse(self, 4409, format!("Subscriber for {id} already exists"));
+                }
+                true
+            }
+            Some("complete") => {
+                if let Some(id) = id {
+                    self.running.remove(id);
+                }
+                true
+            }
+            Some(other) => refuse(
+                self,
+                4400,
+                format!("Invalid message received: unknown type {other:?}"),
+            ),
+            None => refuse(self, 4400, "Invalid message received: no type".into()),
+        }
+    }
+
+    /// Notes what the server told the client: a `complete` or `error` ends a
+    /// subscription, freeing its id.
+    fn sent(&mut self, text: &str) {
+        if !(text.contains("\"complete\"") || text.contains("\"error\"")) {
+            return;
+        }
+        if let Ok(v) = serde_json::from_str::<Value>(text)
+            && matches!(
+                v.get("type").and_then(Value::as_str),
+                Some("complete" | "error")
+            )
+            && let Some(id) = v.get("id").and_then(Value::as_str)
+        {
+            self.running.remove(id);
+        }
+    }
+}
+
+/// The token in a `connection_init` payload, if any.
+fn token_of(payload: &Value) -> Option<String> {
+    let from = |p: &Value| {
+        ["Authorization", "authorization", "token"]
+            .iter()
+            .find_map(|k| p.get(*k).and_then(Value::as_str))
+            .map(|v| v.strip_prefix("Bearer ").unwrap_or(v).to_owned())
+    };
+    from(payload).or_else(|| payload.get("headers").and_then(from))
+}
+
+/// Serves one WebSocket connection until either side ends it.
+pub async fn serve(
+    socket: WebSocket,
+    schema: OrglineSchema,
+    svc: Arc<Service>,
+    protocol: WebSocketProtocols,
+    header_token: Option<String>,
+) {
+    let strict = protocol == WebSocketProtocols::GraphQLWS;
+    let guard = Arc::new(Mutex::new(Guard::default()));
+    let (mut sink, stream) = socket.split();
+    let input = {
+        let guard = guard.clone();
+        stream
+            .take_while(|m| futures::future::ready(m.is_ok()))
+            .filter_map(|m| {
+                futures::future::ready(match m {
+                    Ok(Message::Text(t)) => Some(t.as_bytes().to_vec()),
+                    Ok(Message::Binary(b)) => Some(b.to_vec()),
+                    _ => None,
+                })
+            })
+            .take_while(move |bytes| {
+                let ok = !strict || guard.lock().map(|mut g| g.admit(bytes)).unwrap_or(false);
+                futures::future::ready(ok)
+            })
+    };
+    let init_svc = svc.clone();
+    let output = async_graphql::http::WebSocket::new(schema, input, protocol).on_connection_init(
+        move |payload| async move {
+            let token = token_of(&payload).or(header_token);
+            let mut data = async_graphql::Data::default();
+            data.insert(viewer_of(&init_svc, token.as_deref()));
+            data.insert(LiveToken(token));
+            Ok(data)
+        },
+    );
+    futures::pin_mut!(output);
+    let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
+    tokio::pin!(init_deadline);
+    loop {
+        let waiting_for_init = strict && guard.lock().is_ok_and(|g| !g.init);
+        let msg = tokio::select! {
+            m = output.next() => m,
+            () = &mut init_deadline, if waiting_for_init => {
+                if let Ok(mut g) = guard.lock() {
+                    g.close = Some((4408, "Connection initialisation timeout".into()));
+                }
+                None
+            }
+        };
+        let Some(msg) = msg else { break };
+        let out = match msg {
+            WsMessage::Text(text) => {
+                if strict && let Ok(mut g) = guard.lock() {
+                    g.sent(&text);
+                }
+                Message::Text(text.into())
+            }
+            WsMessage::Close(code, reason) => Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })),
+        };
+        if sink.send(out).await.is_err() {
+            return;
+        }
+    }
+    let close = guard.lock().ok().and_then(|mut g| g.close.take());
+    if let Some((code, reason)) = close {
+        let _ = sink
+            .send(Message::Close(Some(CloseFrame {
+                code,
+                reason: reason.into(),
+            })))
+            .await;
+    }
+}
