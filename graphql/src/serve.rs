@@ -48,8 +48,7 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
     }
     crate::process::spawn(svc.clone()).await?;
     if let Some(d) = &demo {
-        // crate::demo::keep_bots_alive(svc.clone(), d.org_id);
-        let _ = d;
+        crate::demo::keep_bots_alive(svc.clone(), d.org_id);
     }
     crate::scheduler::spawn(svc.clone());
     // Time-travel snapshots, written in the background (no read model waits for them).
