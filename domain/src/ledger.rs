@@ -29,7 +29,7 @@ use crate::error::DomainError;
 use crate::events::*;
 use crate::permissions::Permission;
 use crate::validate;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -119,8 +119,9 @@ pub struct Alert {
 pub struct Ledger {
     /// In grant order.
     pub grants: Vec<Grant>,
-    /// Every key consumed: consumption is idempotent by key, forever.
-    pub consumed_keys: BTreeSet<String>,
+    /// Every key consumed, with what it consumed (amount, bot): consumption is
+    /// idempotent by key, forever; the same key for another amount or bot is refused.
+    pub consumed_keys: BTreeMap<String, (Credits, Uuid)>,
     pub alerts: BTreeMap<Uuid, Alert>,
     /// 0 = no limit.
     pub limit: Credits,
@@ -408,8 +409,19 @@ impl Ledger {
     fn consume(&self, c: Consumption<'_>, ctx: &Context) -> Result<Vec<Event>, DomainError> {
         authorize_consumption(ctx, c.mode, c.bot_id)?;
         let key = consumption_key(c.key)?;
-        if self.consumed_keys.contains(&key) {
-            return Ok(vec![]);
+        if let Some((amount, bot)) = self.consumed_keys.get(&key) {
+            // A retry of the same consumption is done already; the key reused for
+            // another one is a client's mistake, not a retry. (A run's completion may
+            // have consumed less than asked, what the balance held: its retries match
+            // on the bot alone.)
+            let same_amount = c.mode != ConsumeMode::Strict || *amount == c.amount;
+            if same_amount && *bot == c.bot_id {
+                return Ok(vec![]);
+            }
+            return Err(DomainError::exists(
+                "consumption with the key",
+                format!("{key:?} (for {amount} credits by bot {bot})"),
+            ));
         }
         if c.amount.is_zero() {
             return Err(DomainError::invalid("amount", "must be greater than zero"));
@@ -557,7 +569,8 @@ impl Ledger {
         spend(&mut self.grants, e.amount);
         self.balance = self.balance.saturating_sub(e.amount);
         self.total_consumed += u128::from(e.amount.0);
-        self.consumed_keys.insert(e.key.clone());
+        self.consumed_keys
+            .insert(e.key.clone(), (e.amount, e.bot_id));
         if self.period != e.period {
             self.period = e.period.clone();
             self.used_in_period = Credits::ZERO;
@@ -985,6 +998,14 @@ mod tests {
         .with(bot())
         .when(strict(10, "run-1"))
         .then([consumed(10, "run-1")]);
+        // The key again for another amount is not a retry: refused.
+        given::<Ledger>([granted(G1, 100, None), consumed(10, "run-1")])
+            .with(bot())
+            .when(strict(11, "run-1"))
+            .then_err(DomainError::exists(
+                "consumption with the key",
+                format!("{:?} (for 10 credits by bot {BOT})", "run-1"),
+            ));
     }
 
     #[test]
@@ -1579,7 +1600,7 @@ mod tests {
 
     #[test]
     fn a_seeded_random_walk_keeps_every_invariant() {
-        let mut seen = BTreeSet::new();
+        let mut seen = std::collections::BTreeSet::new();
         for seed in 1..=20u64 {
             let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let (mut live, mut log) = (Ledger::default(), Vec::new());
