@@ -17,6 +17,16 @@ async fn serve_demo_prints_sign_in_details_that_work_and_stops_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .expect("orgline serve starts");
+    // A failed assertion must not leave the server running.
+    struct KillOnDrop(u32);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+    let _guard = KillOnDrop(child.id());
     let stdout = child.stdout.take().expect("stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
