@@ -64,18 +64,19 @@ async fn serve_demo_prints_sign_in_details_that_work_and_stops_on_sigterm() {
         .as_str()
         .unwrap_or_else(|| panic!("signed in: {body}"))
         .to_owned();
-    let body: serde_json::Value = http
-        .post(format!("{url}/graphql"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({
-            "query": "{ viewer { memberships { organization { name overview { bots { total } } runs(first: 1) { totalCount } members(first: 1) { totalCount } } } } }",
-        }))
-        .send()
-        .await
-        .expect("query")
-        .json()
-        .await
-        .expect("json");
+    // The signed-in owner's query, answered as JSON.
+    let query = |q: &'static str| {
+        let req = http
+            .post(format!("{url}/graphql"))
+            .bearer_auth(&token)
+            .json(&serde_json::json!({ "query": q }));
+        async move {
+            let body: serde_json::Value =
+                req.send().await.expect("query").json().await.expect("json");
+            body
+        }
+    };
+    let body = query("{ viewer { memberships { organization { name overview { bots { total } } runs(first: 1) { totalCount } members(first: 1) { totalCount } } } } }").await;
     let org = &body["data"]["viewer"]["memberships"][0]["organization"];
     assert_eq!(org["name"], serde_json::json!("Acme Robotics"), "{body}");
     assert!(
@@ -89,18 +90,7 @@ async fn serve_demo_prints_sign_in_details_that_work_and_stops_on_sigterm() {
     // The demo's bots keep beating while it runs: the scheduler's first round (one
     // tick after the start) leaves them in the statuses the demo gave them.
     tokio::time::sleep(graphql::scheduler::TICK + Duration::from_secs(3)).await;
-    let body: serde_json::Value = http
-        .post(format!("{url}/graphql"))
-        .bearer_auth(&token)
-        .json(&serde_json::json!({
-            "query": "{ viewer { memberships { organization { bots(first: 50) { edges { node { status lastSeenAt } } } } } } }",
-        }))
-        .send()
-        .await
-        .expect("query")
-        .json()
-        .await
-        .expect("json");
+    let body = query("{ viewer { memberships { organization { bots(first: 50) { edges { node { status lastSeenAt } } } } } } }").await;
     let bots = &body["data"]["viewer"]["memberships"][0]["organization"]["bots"]["edges"];
     let statuses: std::collections::BTreeSet<&str> = bots
         .as_array()
