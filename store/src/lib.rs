@@ -12,8 +12,10 @@
 //!   commit and crash recovery.
 //! - [`verify`]: walks a store's files and checks every CRC and hash.
 //! - [`limits`]: every limit, with its reason.
+//! - [`blocking`]: blocking reads inside async code, off the async workers.
 //! - [`StoreError`]: the one error type.
 
+pub mod blocking;
 pub mod conformance;
 pub mod embedded;
 mod error;

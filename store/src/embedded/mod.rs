@@ -125,8 +125,16 @@ impl Log {
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let max = max.min(READ_EVENTS_MAX);
         let mut out = Vec::with_capacity(max.min(1024));
-        if max == 0 {
+        if max == 0 || from > last {
             return Ok(out);
+        }
+        // A few events (an audit page's candidates are read one at a time): each is read
+        // on its own through the offset index, not with a 256 KiB chunk read.
+        if max <= READ_ONE_AT_A_TIME_MAX {
+            let from = from.max(1);
+            let to = last.min(from.saturating_add(max as u64 - 1));
+            let positions: Vec<u64> = (from..=to).collect();
+            return self.read_positions(&positions);
         }
         self.for_each_frame(from, last, |frame| {
             out.push(frame.event()?);
@@ -347,16 +355,20 @@ fn open_sled(path: &Path, cache_bytes: u64) -> Result<sled::Db, StoreError> {
     let mut pause = std::time::Duration::from_millis(5);
     loop {
         match config.open() {
-            Err(sled::Error::Io(e))
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    && started.elapsed() < SLED_LOCK_WAIT =>
-            {
+            Err(sled::Error::Io(e)) if is_lock_busy(&e) && started.elapsed() < SLED_LOCK_WAIT => {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(std::time::Duration::from_millis(100));
             }
             other => return Ok(other?),
         }
     }
+}
+
+/// Whether sled failed to open because another handle holds its directory's lock.
+/// sled 0.34 reports a busy `flock` as `ErrorKind::Other` with the message "could not
+/// acquire lock on …" (`config.rs`, `try_lock`), not as `WouldBlock`; both are taken.
+fn is_lock_busy(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::WouldBlock || e.to_string().contains("could not acquire lock")
 }
 
 fn open_segments(dir: &Path) -> Result<(Vec<Arc<Segment>>, u64), StoreError> {
@@ -530,8 +542,15 @@ impl EventStore for EmbeddedStore {
         if lo >= hi {
             return Ok(Vec::new());
         }
-        let positions = self.index.stream_positions(stream, lo, hi)?;
-        let mut events = self.log.read_positions(&positions)?;
+        let read = || {
+            let positions = self.index.stream_positions(stream, lo, hi)?;
+            self.log.read_positions(&positions)
+        };
+        let mut events = if hi - lo <= crate::blocking::EVENTS_INLINE_MAX as u64 {
+            read()?
+        } else {
+            crate::blocking::run(read)?
+        };
         if direction == Direction::Backwards {
             events.reverse();
         }
@@ -539,7 +558,10 @@ impl EventStore for EmbeddedStore {
     }
 
     async fn read_all(&self, from: u64, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
-        self.log.read_range(from, self.log.head(), max)
+        if max <= crate::blocking::EVENTS_INLINE_MAX {
+            return self.log.read_range(from, self.log.head(), max);
+        }
+        crate::blocking::run(|| self.log.read_range(from, self.log.head(), max))
     }
 
     async fn read_org(
@@ -548,10 +570,12 @@ impl EventStore for EmbeddedStore {
         from: u64,
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
-        let positions = self
-            .index
-            .org_positions(&org, from.max(1), max.min(READ_EVENTS_MAX))?;
-        self.log.read_positions(&positions)
+        crate::blocking::run(|| {
+            let positions =
+                self.index
+                    .org_positions(&org, from.max(1), max.min(READ_EVENTS_MAX))?;
+            self.log.read_positions(&positions)
+        })
     }
 
     fn subscribe_all(&self, from: u64) -> EventStream {
@@ -562,6 +586,9 @@ impl EventStore for EmbeddedStore {
         Ok(self.log.head())
     }
 }
+
+/// Reads of at most this many events go record by record (see `Log::read_range`).
+const READ_ONE_AT_A_TIME_MAX: usize = 8;
 
 /// Events read per catch-up step of a subscription.
 const SUBSCRIPTION_READ_EVENTS: usize = 512;
@@ -596,7 +623,13 @@ fn subscribe(log: Arc<Log>, from: u64) -> EventStream {
             }
             let head = *s.head.borrow_and_update();
             if s.next <= head {
-                match s.log.read_range(s.next, head, SUBSCRIPTION_READ_EVENTS) {
+                let read = || s.log.read_range(s.next, head, SUBSCRIPTION_READ_EVENTS);
+                let read = if head - s.next >= crate::blocking::EVENTS_INLINE_MAX as u64 {
+                    crate::blocking::run(read)
+                } else {
+                    read()
+                };
+                match read {
                     Ok(events) if !events.is_empty() => {
                         s.buf.extend(events);
                         continue;
