@@ -312,7 +312,7 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
                 chunk = events.next() => {
                     let Some(chunk) = chunk else { return Ok(None) };
                     let events = chunk.into_iter().collect::<Result<Vec<_>, _>>()?;
-                    self.commit(&tree, &events, true)?;
+                    store::blocking::run(|| self.commit(&tree, &events, true))?;
                     let position = *self.position_tx.borrow();
                     refresh_state(self.store.clone(), position, self.status.clone()).await;
                 }
@@ -334,7 +334,7 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
         loop {
             let events = self.feed.read(last + 1).await?;
             let before = last;
-            last = self.apply_chunk(&mut tx, &events, last)?;
+            last = store::blocking::run(|| self.apply_chunk(&mut tx, &events, last))?;
             // A partial batch is the head of the log; an empty read, too.
             let at_head = last == before || !last.is_multiple_of(REBUILD_EVENTS_MAX as u64);
             if at_head || last - done >= COMMIT_EVENTS_MAX as u64 {
@@ -344,7 +344,7 @@ impl<P: Projection, F: Fn() -> P + Send + 'static> Runner<P, F> {
         if last <= done {
             return Err(stalled(done));
         }
-        self.finish(tree, tx, last, publish, started)?;
+        store::blocking::run(|| self.finish(tree, tx, last, publish, started))?;
         tokio::task::yield_now().await;
         Ok(())
     }
