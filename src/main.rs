@@ -168,9 +168,10 @@ fn checkpoint(data: &std::path::Path) {
     }
 }
 
+/// A worker per core (tokio's default; `TOKIO_WORKER_THREADS` overrides it). Blocking
+/// work — Argon2, parsing, large validations — runs on tokio's blocking pool instead.
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
         .enable_all()
         .build()?)
 }

@@ -48,6 +48,7 @@ impl Server {
                 base_url: String::new(),
                 response_cache,
                 private_webhooks: false,
+                ..Default::default()
             };
             let svc = graphql::serve::service(store, config)?;
             graphql::process::spawn(svc.clone()).await?;
@@ -55,7 +56,8 @@ impl Server {
             let url = format!("http://{}", listener.local_addr()?);
             let app = graphql::router(svc.clone());
             tokio::spawn(async move {
-                let _ = axum::serve(listener, app).await;
+                let limits = graphql::listen::ConnLimits::default();
+                let _ = graphql::listen::serve(listener, app, limits, std::future::pending()).await;
             });
             for h in svc.projections.all() {
                 h.wait_for(svc_head(&svc).await?, Duration::from_secs(600))
@@ -334,6 +336,39 @@ pub struct Restart {
     pub load: Load,
 }
 
+/// The largest resident set of a process while it is sampled (a thread reads `/proc`
+/// every `every` until [`RssPeak::stop`]).
+pub struct RssPeak {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<f64>,
+}
+
+impl RssPeak {
+    pub fn start(pid: u32, every: Duration) -> RssPeak {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let thread = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut max = rss_mb(pid, "VmRSS:");
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    max = max.max(rss_mb(pid, "VmRSS:"));
+                    std::thread::sleep(every);
+                }
+                max
+            })
+        };
+        RssPeak { stop, thread }
+    }
+
+    /// The peak in MiB.
+    pub fn stop(self) -> Result<f64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the RSS sampler panicked"))
+    }
+}
+
 /// Resident set of process `pid` in MiB: `VmRSS` now, or `VmHWM` (its peak so far).
 pub fn rss_mb(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -395,6 +430,7 @@ pub fn p8_p9(dir: &std::path::Path, events: u64, seconds: f64) -> Result<Restart
                 base_url: String::new(),
                 response_cache: true,
                 private_webhooks: false,
+                ..Default::default()
             };
             let svc = graphql::serve::service(store.clone(), config)?;
             let head = svc_head(&svc).await?;
@@ -484,25 +520,13 @@ pub fn p8_p9(dir: &std::path::Path, events: u64, seconds: f64) -> Result<Restart
         rss_mb(pid, "VmRSS:")
     );
     // P9: the server's RSS under P4's load.
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let sampler = {
-        let stop = stop.clone();
-        std::thread::spawn(move || {
-            let mut max = rss_mb(pid, "VmRSS:");
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                max = max.max(rss_mb(pid, "VmRSS:"));
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            max
-        })
-    };
+    let peak = RssPeak::start(pid, Duration::from_millis(100));
     let load = drive(
         seconds,
         move |_, _| (Some(token.clone()), body.clone()),
         url,
     );
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let rss_max_mb = sampler.join().map_err(|_| anyhow::anyhow!("sampler"))?;
+    let rss_max_mb = peak.stop()?;
     let peak = rss_mb(pid, "VmHWM:");
     let _ = child.kill();
     let _ = child.wait();

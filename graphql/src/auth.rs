@@ -14,18 +14,12 @@ use base64::Engine as _;
 use rand::RngCore as _;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
 /// Longest password accepted (Argon2 hashes anything, but a megabyte password is abuse).
 pub const PASSWORD_BYTES_MAX: usize = 256;
-/// Failed sign-ins per email within [`THROTTLE_WINDOW`] before further attempts are
-/// refused (`LIMIT_EXCEEDED`) until the window passes.
-pub const SIGN_IN_FAILURES_MAX: u32 = 5;
-pub const THROTTLE_WINDOW: Duration = Duration::from_secs(15 * 60);
 
 /// A signed-in session, found by the hash of its token.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -94,18 +88,43 @@ pub fn check_password(password: &str, min_chars: u32) -> ApiResult<()> {
     Ok(())
 }
 
-/// The credentials tree and the throttle.
+/// The credentials tree, the sign-in throttle and the bound on password hashing.
 pub struct Credentials {
     tree: sled::Tree,
-    failures: Mutex<HashMap<String, (u32, Instant)>>,
+    pub throttle: crate::throttle::SignInThrottle,
+    hashing: tokio::sync::Semaphore,
 }
+
+/// Longest a password check waits for a hashing slot before it is refused as busy.
+pub const HASHING_WAIT_MAX: Duration = Duration::from_secs(5);
 
 impl Credentials {
     pub fn open(db: &sled::Db) -> ApiResult<Credentials> {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Credentials {
             tree: db.open_tree("credentials")?,
-            failures: Mutex::new(HashMap::new()),
+            throttle: crate::throttle::SignInThrottle::default(),
+            hashing: tokio::sync::Semaphore::new(cores),
         })
+    }
+
+    /// Runs `f` (an Argon2 hash or check) on a blocking thread, at most one per core
+    /// at once: each costs 19 MiB and a core for ~50 ms, so 500 concurrent sign-ins
+    /// wait their turn instead of taking 10 GB. Past [`HASHING_WAIT_MAX`] in the queue,
+    /// the attempt is refused (`LIMIT_EXCEEDED`, retry after a second).
+    pub async fn hashing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> ApiResult<T> {
+        let permit = tokio::time::timeout(HASHING_WAIT_MAX, self.hashing.acquire())
+            .await
+            .map_err(|_| ApiError::retry_after("the server is busy checking passwords", 1))?
+            .map_err(ApiError::internal)?;
+        let out = tokio::task::spawn_blocking(f)
+            .await
+            .map_err(ApiError::internal);
+        drop(permit);
+        out
     }
 
     /// Reserves `email` for `user`; false if another user holds it.
@@ -224,37 +243,6 @@ impl Credentials {
         Ok(Some(
             serde_json::from_slice(&v).map_err(ApiError::internal)?,
         ))
-    }
-
-    /// Refuses a sign-in for `email` while it has too many recent failures.
-    pub fn check_throttle(&self, email: &str) -> ApiResult<()> {
-        let mut f = self.failures.lock().map_err(ApiError::internal)?;
-        if let Some((n, since)) = f.get(email).copied() {
-            if since.elapsed() > THROTTLE_WINDOW {
-                f.remove(email);
-            } else if n >= SIGN_IN_FAILURES_MAX {
-                return Err(ApiError::limit(
-                    "too many failed sign-ins for this email; try again later",
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    pub fn record_failure(&self, email: &str) {
-        if let Ok(mut f) = self.failures.lock() {
-            if f.len() > 100_000 {
-                f.retain(|_, (_, since)| since.elapsed() <= THROTTLE_WINDOW);
-            }
-            let e = f.entry(email.to_owned()).or_insert((0, Instant::now()));
-            e.0 += 1;
-        }
-    }
-
-    pub fn clear_failures(&self, email: &str) {
-        if let Ok(mut f) = self.failures.lock() {
-            f.remove(email);
-        }
     }
 }
 

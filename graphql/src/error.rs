@@ -37,6 +37,9 @@ impl ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
+    /// When the client may try again (`extensions.retryAfterSeconds`), for limits that
+    /// lift with time.
+    pub retry_after_seconds: Option<u64>,
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -46,6 +49,14 @@ impl ApiError {
         ApiError {
             code,
             message: message.into(),
+            retry_after_seconds: None,
+        }
+    }
+    /// A limit that lifts after `seconds`.
+    pub fn retry_after(m: impl Into<String>, seconds: u64) -> ApiError {
+        ApiError {
+            retry_after_seconds: Some(seconds.max(1)),
+            ..ApiError::new(ErrorCode::LimitExceeded, m)
         }
     }
     pub fn unauthenticated(m: impl Into<String>) -> ApiError {
@@ -114,7 +125,13 @@ impl From<sled::Error> for ApiError {
 impl From<ApiError> for async_graphql::Error {
     fn from(e: ApiError) -> async_graphql::Error {
         let code = e.code.as_str();
-        async_graphql::Error::new(e.message).extend_with(|_, ext| ext.set("code", code))
+        let retry = e.retry_after_seconds;
+        async_graphql::Error::new(e.message).extend_with(|_, ext| {
+            ext.set("code", code);
+            if let Some(s) = retry {
+                ext.set("retryAfterSeconds", s);
+            }
+        })
     }
 }
 

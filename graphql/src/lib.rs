@@ -11,6 +11,11 @@
 //! - [`schema`]: query, mutation (per area), subscription, types, scalars.
 //! - [`server`]: the axum router, limits, GraphiQL, health, metrics; [`ws`]: the
 //!   WebSocket protocols, with `graphql-transport-ws`'s close codes.
+//! - [`limits`]: what a GraphQL document may cost, checked before parsing and before
+//!   any fragment is expanded.
+//! - [`live`]: one follower of the log fanned out per organization, for subscriptions.
+//! - [`throttle`]: sign-in throttling per (email, address) and per address.
+//! - [`listen`]: the accept loop, with limits on slow and many connections.
 //! - [`files`], [`pdf`]: audit-log exports and invoice PDFs.
 //! - [`error`]: the codes of `extensions.code`.
 //! - [`webhook`]: where webhooks may go (public addresses only, by default).
@@ -20,6 +25,9 @@ pub mod cache;
 pub mod demo;
 pub mod error;
 pub mod files;
+pub mod limits;
+pub mod listen;
+pub mod live;
 pub mod metrics;
 pub mod pdf;
 pub mod process;
@@ -28,6 +36,7 @@ pub mod schema;
 pub mod serve;
 pub mod server;
 pub mod service;
+pub mod throttle;
 pub mod webhook;
 pub mod writer;
 pub mod ws;

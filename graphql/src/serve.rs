@@ -21,7 +21,7 @@ pub fn service(store: Arc<EmbeddedStore>, config: Config) -> anyhow::Result<Arc<
 }
 
 /// The configuration from the environment: `ORGLINE_OPERATOR_TOKEN`, `ORGLINE_BASE_URL`,
-/// `ORGLINE_RESPONSE_CACHE`, `ORGLINE_WEBHOOKS_ALLOW_PRIVATE`.
+/// `ORGLINE_RESPONSE_CACHE`, `ORGLINE_WEBHOOKS_ALLOW_PRIVATE`, `ORGLINE_TRUSTED_PROXIES`.
 pub fn config_from_env() -> Config {
     Config {
         operator_token: std::env::var("ORGLINE_OPERATOR_TOKEN")
@@ -30,6 +30,11 @@ pub fn config_from_env() -> Config {
         base_url: std::env::var("ORGLINE_BASE_URL").unwrap_or_default(),
         response_cache: std::env::var("ORGLINE_RESPONSE_CACHE").map_or(true, |v| v != "0"),
         private_webhooks: std::env::var("ORGLINE_WEBHOOKS_ALLOW_PRIVATE").is_ok_and(|v| v == "1"),
+        trusted_proxies: std::env::var("ORGLINE_TRUSTED_PROXIES")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|a| a.trim().parse().ok())
+            .collect(),
     }
 }
 
@@ -73,9 +78,13 @@ pub async fn run(opts: ServeOptions) -> anyhow::Result<()> {
         crate::demo::print(d, addr);
     }
     let app = crate::router(svc.clone());
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown())
-        .await?;
+    crate::listen::serve(
+        listener,
+        app,
+        crate::listen::ConnLimits::from_env(),
+        shutdown(),
+    )
+    .await?;
     tracing::info!("shutting down: stopping projections");
     svc.projections.stop().await;
     snapshots.stop().await;

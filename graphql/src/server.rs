@@ -167,6 +167,40 @@ pub fn viewer_of(svc: &Service, token: Option<&str>) -> Viewer {
     }
 }
 
+/// The client's address as the per-client limits count it (see
+/// [`crate::listen::client_address`]); request data of every operation.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddress(pub Option<std::net::IpAddr>);
+
+/// The connection's peer, as the accept loop recorded it (none in process).
+pub struct Peer(pub Option<std::net::SocketAddr>);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0),
+        ))
+    }
+}
+
+impl Peer {
+    pub fn client(&self, svc: &Service, headers: &HeaderMap) -> ClientAddress {
+        ClientAddress(crate::listen::client_address(
+            headers,
+            self.0,
+            &svc.config.trusted_proxies,
+        ))
+    }
+}
+
 pub fn bearer(headers: &HeaderMap) -> Option<&str> {
     let v = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = v.split_once(' ')?;
@@ -186,7 +220,12 @@ pub fn error_response(status: StatusCode, code: ErrorCode, message: &str) -> Res
 
 use crate::error::with_codes;
 
-async fn graphql(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+async fn graphql(
+    State(s): State<AppState>,
+    peer: Peer,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let bad = |m: &str| error_response(StatusCode::BAD_REQUEST, ErrorCode::BadUserInput, m);
     let value: serde_json::Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -214,30 +253,31 @@ async fn graphql(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         Err(e) => return bad(&format!("the body is not a GraphQL request: {e}")),
     };
     let viewer = viewer_of(&s.svc, bearer(&headers));
-    // A query's whole response is kept until a read model moves (see `cache`).
+    // A signed-in query's whole response is kept until a read model moves (see
+    // `cache`); an anonymous one is not, so no one can fill the cache without a token.
     let cache_key = match &request {
         async_graphql::BatchRequest::Single(r)
-            if s.svc.config.response_cache && crate::cache::is_query(&r.query) =>
+            if s.svc.config.response_cache
+                && !matches!(viewer.principal, Principal::Anonymous)
+                && crate::cache::is_query(&r.query) =>
         {
-            Some(format!("{:?}", viewer.principal))
+            Some(crate::cache::key(&format!("{:?}", viewer.principal), &body))
         }
         _ => None,
     };
     let generation = s.svc.read_generation();
     if let Some(key) = &cache_key
-        && let Some(hit) = s.svc.responses.get(key, &body, generation)
+        && let Some(hit) = s.svc.responses.get(key, generation)
     {
         return ([(header::CONTENT_TYPE, "application/json")], hit).into_response();
     }
-    let resp = match request.data(viewer) {
-        async_graphql::BatchRequest::Single(mut r) => {
-            s.svc.parsed.prepare(&mut r);
+    let resp = match request.data(viewer).data(peer.client(&s.svc, &headers)) {
+        async_graphql::BatchRequest::Single(r) => {
             async_graphql::BatchResponse::Single(with_codes(s.schema.execute(r).await))
         }
         async_graphql::BatchRequest::Batch(rs) => {
             let mut out = Vec::with_capacity(rs.len());
-            for mut r in rs {
-                s.svc.parsed.prepare(&mut r);
+            for r in rs {
                 out.push(with_codes(s.schema.execute(r).await));
             }
             async_graphql::BatchResponse::Batch(out)
@@ -248,7 +288,7 @@ async fn graphql(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
         Ok(out) => {
             let out = Bytes::from(out);
             if let (true, Some(key)) = (cacheable, cache_key) {
-                s.svc.responses.put(key, body, generation, out.clone());
+                s.svc.responses.put(key, generation, out.clone());
             }
             ([(header::CONTENT_TYPE, "application/json")], out).into_response()
         }
@@ -262,12 +302,14 @@ async fn graphql(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> 
 /// WebSocket subscriptions (see [`crate::ws`]); a GET that is not an upgrade is a query.
 async fn subscriptions(
     State(s): State<AppState>,
+    peer: Peer,
     headers: HeaderMap,
     uri: axum::http::Uri,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
     let Ok(upgrade) = upgrade else {
-        return get_query(&s, &headers, uri.query().unwrap_or_default()).await;
+        let client = peer.client(&s.svc, &headers);
+        return get_query(&s, &headers, client, uri.query().unwrap_or_default()).await;
     };
     // The first protocol asked for that is spoken; none asked: graphql-transport-ws.
     let asked = headers
@@ -290,8 +332,11 @@ async fn subscriptions(
         },
     };
     let header_token = bearer(&headers).map(str::to_owned);
+    let client = peer.client(&s.svc, &headers);
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .max_message_size(crate::ws::MESSAGE_BYTES_MAX)
+        .max_frame_size(crate::ws::MESSAGE_BYTES_MAX)
         .on_upgrade(move |socket| {
             crate::ws::serve(
                 socket,
@@ -299,13 +344,19 @@ async fn subscriptions(
                 s.svc.clone(),
                 protocol,
                 header_token,
+                client,
             )
         })
 }
 
 /// `GET /graphql?query=…&variables=…`: queries only (a mutation must be POSTed).
-async fn get_query(s: &AppState, headers: &HeaderMap, query_string: &str) -> Response {
-    let mut request = match async_graphql::http::parse_query_string(query_string) {
+async fn get_query(
+    s: &AppState,
+    headers: &HeaderMap,
+    client: ClientAddress,
+    query_string: &str,
+) -> Response {
+    let request = match async_graphql::http::parse_query_string(query_string) {
         Ok(r) => r,
         Err(e) => {
             return error_response(
@@ -330,9 +381,8 @@ async fn get_query(s: &AppState, headers: &HeaderMap, query_string: &str) -> Res
             "mutations and subscriptions are not sent with GET: POST them (or use the WebSocket)",
         );
     }
-    s.svc.parsed.prepare(&mut request);
     let viewer = viewer_of(&s.svc, bearer(headers));
-    let resp = with_codes(s.schema.execute(request.data(viewer)).await);
+    let resp = with_codes(s.schema.execute(request.data(viewer).data(client)).await);
     match serde_json::to_vec(&resp) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body).into_response(),
         Err(e) => {

@@ -21,8 +21,22 @@ use uuid::Uuid;
 /// How long a mutation waits for the read models to reach its position.
 pub const WAIT_FOR_PROJECTIONS: Duration = Duration::from_secs(10);
 
+/// Runs `f`, a read that may walk many entries (an audit page, the log's `events`),
+/// where it may block: on the multi-threaded runtime the worker's other tasks move to
+/// another thread meanwhile, so a heavy page never holds up mutations, projections or
+/// subscriptions. Elsewhere it is simply awaited.
+pub async fn offload<F: std::future::Future>(f: F) -> F::Output {
+    let multi = tokio::runtime::Handle::try_current()
+        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+    if multi {
+        tokio::task::block_in_place(|| tokio::runtime::Handle::current().block_on(f))
+    } else {
+        f.await
+    }
+}
+
 /// Server settings.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Config {
     /// `ORGLINE_OPERATOR_TOKEN`: unlocks `projections`, `rebuildProjection` and
     /// `projectionProgress`. None: no operator.
@@ -35,6 +49,10 @@ pub struct Config {
     /// `ORGLINE_WEBHOOKS_ALLOW_PRIVATE=1`: usage-alert webhooks may go to private,
     /// loopback and link-local addresses (off: public addresses only).
     pub private_webhooks: bool,
+    /// `ORGLINE_TRUSTED_PROXIES` (comma-separated addresses): peers whose
+    /// `X-Forwarded-For` names the client for the per-client limits. Empty: the peer's
+    /// address is the client's.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 /// The built-in read models.
@@ -223,7 +241,9 @@ pub struct Service {
     /// For webhooks.
     pub http: reqwest::Client,
     /// Parsed query documents.
-    pub parsed: crate::cache::ParsedQueries,
+    pub parsed: Arc<crate::limits::ParsedQueries>,
+    /// The one follower of the log that feeds every subscription.
+    pub live: crate::live::LiveFeed,
     /// Positions whose follow-ups a mutation already carried out (the process manager
     /// skips them).
     pub followed: Mutex<HashSet<u64>>,
@@ -261,6 +281,7 @@ impl Service {
         let http = crate::webhook::client(config.private_webhooks)?;
         Ok(Arc::new(Service {
             writer: Writer::new(store.clone()),
+            live: crate::live::LiveFeed::new(store.clone()),
             creds: Credentials::open(&db)?,
             store,
             db,
@@ -271,7 +292,7 @@ impl Service {
             members_cache: Mutex::new(HashMap::new()),
             docs: Mutex::new(HashMap::new()),
             responses: crate::cache::ResponseCache::default(),
-            parsed: crate::cache::ParsedQueries::default(),
+            parsed: Arc::default(),
             heartbeats: Mutex::new(HashMap::new()),
             last_beats: Mutex::new(HashMap::new()),
             heartbeat_count: std::sync::atomic::AtomicU64::new(0),

@@ -10,6 +10,11 @@
 //! - 4409: `subscribe` with the id of a subscription still running;
 //! - 4429: a second `connection_init` (from the engine).
 //!
+//! Both protocols: no `connection_init` within [`INIT_TIMEOUT`] closes the socket
+//! (4408); a message is at most [`MESSAGE_BYTES_MAX`] (larger closes it, 1009); at most
+//! [`SUBSCRIPTIONS_MAX`] operations run at once on one socket — one more is answered
+//! with an `error` message for its id (`LIMIT_EXCEEDED`) and the socket stays open.
+//!
 //! The token comes in the `connection_init` payload (`{"Authorization": "Bearer …"}`,
 //! `{"authorization": …}`, `{"token": …}` or Apollo's `{"headers": {…}}`) or in the
 //! upgrade request's `Authorization` header, and is checked again at every operation
@@ -28,6 +33,10 @@ use std::time::Duration;
 
 /// How long a client has to send `connection_init`.
 pub const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest WebSocket message (and frame) accepted: the HTTP body limit.
+pub const MESSAGE_BYTES_MAX: usize = crate::server::BODY_BYTES_MAX;
+/// Operations running at once on one socket.
+pub const SUBSCRIPTIONS_MAX: usize = 32;
 
 /// What the guard saw of the client, shared with the loop that writes to it.
 #[derive(Default)]
@@ -39,7 +48,62 @@ struct Guard {
     close: Option<(u16, String)>,
 }
 
+/// What the guard makes of one client message.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    /// Hand it to the engine.
+    Pass,
+    /// Drop it and answer its id with an error (too many operations running).
+    Refuse(String),
+    /// End the connection with the close recorded.
+    Close,
+}
+
 impl Guard {
+    /// Checks one client message of the legacy `graphql-ws`: only what both protocols
+    /// share (the init, and the number of operations running).
+    fn admit_legacy(&mut self, text: &[u8]) -> Verdict {
+        let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(text) else {
+            return Verdict::Pass;
+        };
+        let id = m.get("id").and_then(Value::as_str).unwrap_or_default();
+        match m.get("type").and_then(Value::as_str) {
+            Some("connection_init") => self.init = true,
+            Some("start") if !self.running.contains(id) => {
+                if self.running.len() >= SUBSCRIPTIONS_MAX {
+                    return Verdict::Refuse(id.to_owned());
+                }
+                self.running.insert(id.to_owned());
+            }
+            Some("stop") => {
+                self.running.remove(id);
+            }
+            _ => {}
+        }
+        Verdict::Pass
+    }
+
+    /// Checks one client message of `graphql-transport-ws`.
+    fn check(&mut self, text: &[u8]) -> Verdict {
+        let full = self.running.len() >= SUBSCRIPTIONS_MAX;
+        let id = serde_json::from_slice::<Value>(text).ok().and_then(|v| {
+            (v.get("type").and_then(Value::as_str) == Some("subscribe"))
+                .then(|| v.get("id").and_then(Value::as_str).map(str::to_owned))
+                .flatten()
+        });
+        if full
+            && self.init
+            && let Some(id) = id.filter(|id| !self.running.contains(id))
+        {
+            return Verdict::Refuse(id);
+        }
+        if self.admit(text) {
+            Verdict::Pass
+        } else {
+            Verdict::Close
+        }
+    }
+
     /// Checks one client message of `graphql-transport-ws`; `false` ends the
     /// connection with the close recorded.
     fn admit(&mut self, text: &[u8]) -> bool {
@@ -139,14 +203,31 @@ pub async fn serve(
     svc: Arc<Service>,
     protocol: WebSocketProtocols,
     header_token: Option<String>,
+    client: crate::server::ClientAddress,
 ) {
     let strict = protocol == WebSocketProtocols::GraphQLWS;
     let guard = Arc::new(Mutex::new(Guard::default()));
     let (mut sink, stream) = socket.split();
+    // Errors for operations refused for their number, sent by the loop below.
+    let (refused_tx, mut refused_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let input = {
-        let guard = guard.clone();
+        let (guard, read_guard) = (guard.clone(), guard.clone());
         stream
-            .take_while(|m| futures::future::ready(m.is_ok()))
+            .take_while(move |m| {
+                if let Err(e) = m {
+                    tracing::debug!(error = %e, "WebSocket read ended");
+                    // tungstenite refuses a message or frame over the limit.
+                    if e.to_string().to_ascii_lowercase().contains("too long")
+                        && let Ok(mut g) = read_guard.lock()
+                    {
+                        g.close = Some((
+                            1009,
+                            format!("a message is at most {MESSAGE_BYTES_MAX} bytes"),
+                        ));
+                    }
+                }
+                futures::future::ready(m.is_ok())
+            })
             .filter_map(|m| {
                 futures::future::ready(match m {
                     Ok(Message::Text(t)) => Some(t.as_bytes().to_vec()),
@@ -154,9 +235,23 @@ pub async fn serve(
                     _ => None,
                 })
             })
-            .take_while(move |bytes| {
-                let ok = !strict || guard.lock().map(|mut g| g.admit(bytes)).unwrap_or(false);
-                futures::future::ready(ok)
+            .map(move |bytes| {
+                let verdict = match guard.lock() {
+                    Ok(mut g) if strict => g.check(&bytes),
+                    Ok(mut g) => g.admit_legacy(&bytes),
+                    Err(_) => Verdict::Close,
+                };
+                (verdict, bytes)
+            })
+            .take_while(|(v, _)| futures::future::ready(*v != Verdict::Close))
+            .filter_map(move |(v, bytes)| {
+                futures::future::ready(match v {
+                    Verdict::Refuse(id) => {
+                        let _ = refused_tx.send(id);
+                        None
+                    }
+                    _ => Some(bytes),
+                })
             })
     };
     let init_svc = svc.clone();
@@ -166,6 +261,7 @@ pub async fn serve(
             let mut data = async_graphql::Data::default();
             data.insert(viewer_of(&init_svc, token.as_deref()));
             data.insert(LiveToken(token));
+            data.insert(client);
             Ok(data)
         },
     );
@@ -173,9 +269,24 @@ pub async fn serve(
     let init_deadline = tokio::time::sleep(INIT_TIMEOUT);
     tokio::pin!(init_deadline);
     loop {
-        let waiting_for_init = strict && guard.lock().is_ok_and(|g| !g.init);
+        let waiting_for_init = guard.lock().is_ok_and(|g| !g.init);
         let msg = tokio::select! {
             m = output.next() => m,
+            Some(id) = refused_rx.recv() => {
+                let message = format!(
+                    "at most {SUBSCRIPTIONS_MAX} operations run at once on one socket"
+                );
+                let error = serde_json::json!({
+                    "message": message,
+                    "extensions": { "code": "LIMIT_EXCEEDED" },
+                });
+                let payload = if strict { serde_json::json!([error]) } else { error };
+                let text = serde_json::json!({ "id": id, "type": "error", "payload": payload });
+                if sink.send(Message::Text(text.to_string().into())).await.is_err() {
+                    return;
+                }
+                continue;
+            }
             () = &mut init_deadline, if waiting_for_init => {
                 if let Ok(mut g) = guard.lock() {
                     g.close = Some((4408, "Connection initialisation timeout".into()));
@@ -186,7 +297,7 @@ pub async fn serve(
         let Some(msg) = msg else { break };
         let out = match msg {
             WsMessage::Text(text) => {
-                if strict && let Ok(mut g) = guard.lock() {
+                if let Ok(mut g) = guard.lock() {
                     g.sent(&text);
                 }
                 Message::Text(text.into())

@@ -66,6 +66,9 @@ enum Workload {
     /// reopen a store whose projections are built and serve the first query over HTTP;
     /// then the process's RSS under P4's load.
     P8,
+    /// Issue 12's attacks against a release server in a child process: each row's time
+    /// to refuse (or answer) and the server's memory growth.
+    Hostile,
     /// Every workload above, in order.
     All,
 }
@@ -133,6 +136,7 @@ fn main() -> Result<()> {
                 Workload::P6,
                 Workload::P7,
                 Workload::P8,
+                Workload::Hostile,
             ]),
             w => todo.push(*w),
         }
@@ -141,6 +145,22 @@ fn main() -> Result<()> {
         let dir = base.path().join(format!("{w:?}").to_lowercase());
         std::fs::create_dir_all(&dir)?;
         match w {
+            Workload::Hostile => {
+                for row in benches::hostile::run(&dir)? {
+                    let met = row.ok
+                        && row.ms < row.target_ms
+                        && (row.target_ms > 1_000.0 || row.rss_growth_mib < 50.0);
+                    result(
+                        &format!("hostile-{}", row.name),
+                        row.ms,
+                        "ms",
+                        &format!(
+                            "rss_growth_mib={:.1} answered_as_it_should={} target_ms={} {} met={met}",
+                            row.rss_growth_mib, row.ok, row.target_ms, row.note
+                        ),
+                    );
+                }
+            }
             Workload::Disk => {
                 let syncs = sync_rate(&dir, secs.min(Duration::from_secs(5)))?;
                 result("disk-sync", syncs, "syncs/s", "");

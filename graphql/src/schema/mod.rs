@@ -23,6 +23,21 @@ pub const DEPTH_MAX: usize = 15;
 /// Most complex query accepted (a field costs 1; a connection multiplies its
 /// children by `first`).
 pub const COMPLEXITY_MAX: usize = 5_000;
+/// What a field that may scan (an audit or runs filter the lists cannot answer, the
+/// log's `events` with a filter, a member search) costs beyond its page: it may read
+/// up to two walks of 20,000 candidates (the page, and its `totalCount`). A filtered
+/// page of 100 entries of 10 fields thus costs 2,000 of [`COMPLEXITY_MAX`]: four such
+/// scans fit in one request, not forty.
+pub const SCAN_COMPLEXITY: usize = 1_000;
+
+/// The complexity of a connection: `first` (20 when absent) times its children, plus
+/// [`SCAN_COMPLEXITY`] when its arguments may make it scan. Saturating, so no
+/// argument can overflow it.
+pub fn connection_complexity(first: Option<i32>, child: usize, scans: bool) -> usize {
+    let page = (first.unwrap_or(PAGE_DEFAULT).max(0) as usize).saturating_mul(child);
+    page.saturating_add(if scans { SCAN_COMPLEXITY } else { 0 })
+}
+
 /// Largest page (`first`).
 pub const PAGE_MAX: i32 = 100;
 /// Page size when `first` is not given.
@@ -43,8 +58,9 @@ pub fn build(service: Arc<Service>) -> OrglineSchema {
         loaders::UserLoader(service.clone()),
         tokio::spawn,
     ))
-    .data(service)
+    .data(service.clone())
     .register_output_type::<crate::error::ErrorCode>()
+    .extension(crate::limits::DocumentLimits::new(service.parsed.clone()))
     .extension(crate::error::ErrorCodes)
     .extension(crate::error::NullableFieldErrors)
     .extension(crate::server::RecheckToken)

@@ -88,6 +88,9 @@ impl Query {
 
     /// The log itself, for analysts: events of the organizations where the viewer holds
     /// `audit:read` (all of them with the operator token), oldest first.
+    #[graphql(
+        complexity = "super::connection_complexity(first, child_complexity, filter.is_some())"
+    )]
     async fn events(
         &self,
         ctx: &Context<'_>,
@@ -95,7 +98,8 @@ impl Query {
         #[graphql(default = 100)] first: Option<i32>,
         after: Option<String>,
     ) -> async_graphql::Result<EventConnection> {
-        Ok(events(ctx, filter.unwrap_or_default(), first.unwrap_or(100), after).await?)
+        let page = events(ctx, filter.unwrap_or_default(), first.unwrap_or(100), after);
+        Ok(crate::service::offload(page).await?)
     }
 
     /// An addition to the contract: every code an error may carry in

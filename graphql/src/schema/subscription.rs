@@ -17,24 +17,18 @@ use store::RecordedEvent;
 
 pub struct Subscription;
 
-/// Events of `org` from the log head on, those `keep` admits.
+/// Events of `org` from the log head on, those `keep` admits (off the server's one
+/// follower of the log, see [`crate::live`]).
 async fn org_events(
     svc: &Arc<Service>,
     org: uuid::Uuid,
     keep: fn(&RecordedEvent) -> bool,
 ) -> Result<impl Stream<Item = RecordedEvent> + use<>, ApiError> {
-    let head = svc.store.head().await?;
-    Ok(svc.store.subscribe_all(head + 1).filter_map(move |e| {
-        let out = match e {
-            Ok(e) if e.org() == Some(org) && keep(&e) => Some(e),
-            Ok(_) => None,
-            Err(err) => {
-                tracing::warn!(%err, "subscription stream failed");
-                None
-            }
-        };
-        futures::future::ready(out)
-    }))
+    Ok(svc
+        .live
+        .org_events(org)
+        .await?
+        .filter(move |e| futures::future::ready(keep(e))))
 }
 
 async fn reached(h: &ProjectionHandle, position: u64) -> bool {

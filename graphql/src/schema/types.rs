@@ -359,7 +359,9 @@ impl OrgNode {
     }
 
     /// `members:read`.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    #[graphql(
+        complexity = "super::connection_complexity(first, child_complexity, search.is_some())"
+    )]
     async fn members(
         &self,
         ctx: &Context<'_>,
@@ -443,7 +445,7 @@ impl OrgNode {
     }
 
     /// `bots:read`.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    #[graphql(complexity = "super::connection_complexity(first, child_complexity, false)")]
     async fn bots(
         &self,
         ctx: &Context<'_>,
@@ -498,7 +500,9 @@ impl OrgNode {
     }
 
     /// `runs:read`.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    #[graphql(
+        complexity = "super::connection_complexity(first, child_complexity, filter.is_some())"
+    )]
     async fn runs(
         &self,
         ctx: &Context<'_>,
@@ -511,18 +515,14 @@ impl OrgNode {
             Some(f) => f.into_filter()?,
             None => runs::RunFilter::default(),
         };
-        Ok(run_page(
-            svc(ctx),
-            &self.access,
-            self.past.as_deref(),
-            &f,
-            first,
-            after,
-        )?)
+        let (svc, access, past) = (svc(ctx), &self.access, self.past.as_deref());
+        Ok(store::blocking::run(|| {
+            run_page(svc, access, past, &f, first, after)
+        })?)
     }
 
     /// `triggers:read`.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    #[graphql(complexity = "super::connection_complexity(first, child_complexity, false)")]
     async fn triggers(
         &self,
         ctx: &Context<'_>,
@@ -628,7 +628,7 @@ impl OrgNode {
     }
 
     /// `billing:read`. Newest first.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    #[graphql(complexity = "super::connection_complexity(first, child_complexity, false)")]
     async fn invoices(
         &self,
         ctx: &Context<'_>,
@@ -702,7 +702,9 @@ impl OrgNode {
     }
 
     /// `audit:read`. Newest first; `query` takes GitHub-style qualifiers.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    #[graphql(
+        complexity = "super::connection_complexity(first, child_complexity, filter.is_some() || query.is_some())"
+    )]
     async fn audit_log(
         &self,
         ctx: &Context<'_>,
@@ -713,7 +715,8 @@ impl OrgNode {
     ) -> async_graphql::Result<AuditEntryConnection> {
         self.access.require(Permission::AuditRead)?;
         let q = audit_query(filter, query.as_deref())?;
-        Ok(audit_page(svc(ctx), self.access.org, &q, first, after, self.before()).await?)
+        let page = audit_page(svc(ctx), self.access.org, &q, first, after, self.before());
+        Ok(crate::service::offload(page).await?)
     }
 
     /// `security:manage`.
@@ -980,7 +983,7 @@ impl BotNode {
             .into()
     }
     /// `runs:read`. Newest first.
-    #[graphql(complexity = "first.unwrap_or(20).max(0) as usize * child_complexity")]
+    #[graphql(complexity = "super::connection_complexity(first, child_complexity, false)")]
     async fn runs(
         &self,
         ctx: &Context<'_>,
@@ -992,7 +995,10 @@ impl BotNode {
             bot: Some(self.id),
             ..Default::default()
         };
-        Ok(run_page(svc(ctx), &self.access, None, &f, first, after)?)
+        let (svc, access) = (svc(ctx), &self.access);
+        Ok(store::blocking::run(|| {
+            run_page(svc, access, None, &f, first, after)
+        })?)
     }
     /// Credits the bot consumed, ever.
     async fn credits_consumed(&self, ctx: &Context<'_>) -> async_graphql::Result<String> {

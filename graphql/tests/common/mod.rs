@@ -26,6 +26,7 @@ impl Server {
             base_url: String::new(),
             response_cache: true,
             private_webhooks: true,
+            ..Default::default()
         };
         let svc = graphql::serve::service(store.clone(), config).expect("service");
         graphql::process::spawn(svc.clone())
@@ -37,7 +38,10 @@ impl Server {
         let addr = listener.local_addr().expect("addr");
         let app = graphql::router(svc.clone());
         tokio::spawn(async move {
-            axum::serve(listener, app).await.expect("serve");
+            let limits = graphql::listen::ConnLimits::default();
+            graphql::listen::serve(listener, app, limits, std::future::pending())
+                .await
+                .expect("serve");
         });
         Server {
             url: format!("http://{addr}"),

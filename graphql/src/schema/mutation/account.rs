@@ -60,17 +60,22 @@ fn policy_of(svc: &Service, user: Uuid) -> ApiResult<SecurityPolicy> {
     Ok(p)
 }
 
-async fn hash(password: String) -> ApiResult<String> {
-    tokio::task::spawn_blocking(move || auth::hash_password(&password))
-        .await
-        .map_err(ApiError::internal)?
+async fn hash(svc: &Service, password: String) -> ApiResult<String> {
+    svc.creds
+        .hashing(move || auth::hash_password(&password))
+        .await?
 }
 
-async fn verify(password: String, phc: String) -> ApiResult<bool> {
-    tokio::task::spawn_blocking(move || auth::verify_password(&password, &phc))
+async fn verify(svc: &Service, password: String, phc: String) -> ApiResult<bool> {
+    svc.creds
+        .hashing(move || auth::verify_password(&password, &phc))
         .await
-        .map_err(ApiError::internal)
 }
+
+/// A hash no password matches, checked for emails without an account so that they
+/// cost the same time as those with one (timing does not tell which emails exist).
+static NO_ACCOUNT_PHC: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| auth::hash_password(&auth::new_token("")).unwrap_or_default());
 
 /// Decides a command of `user`'s account as `actor`.
 async fn account(
@@ -133,7 +138,7 @@ impl AccountMutation {
             return Err(ApiError::conflict(format!("an account with email {email} exists")).into());
         }
         let registered = async {
-            let phc = hash(input.password).await?;
+            let phc = hash(svc, input.password).await?;
             svc.creds.set_password_hash(user, &phc)?;
             let out = account(
                 svc,
@@ -166,7 +171,8 @@ impl AccountMutation {
         })
     }
 
-    /// Signs in with email and password; throttled per email.
+    /// Signs in with email and password; failures are throttled per email and client
+    /// address, and per address (`LIMIT_EXCEEDED` with `retryAfterSeconds`).
     async fn sign_in(
         &self,
         ctx: &Context<'_>,
@@ -179,23 +185,26 @@ impl AccountMutation {
         {
             return Err(ApiError::unauthenticated("wrong email or password").into());
         }
-        svc.creds.check_throttle(&email)?;
+        // Counted before the hash, per (email, address) and per address.
+        let address = ctx
+            .data_opt::<crate::server::ClientAddress>()
+            .and_then(|a| a.0);
+        let attempt = svc.creds.throttle.begin(&email, address)?;
         let user = svc.creds.user_of_email(&email)?;
         let phc = match user {
             Some(u) => svc.creds.password_hash(u)?,
             None => None,
         };
-        let ok = match &phc {
-            Some(phc) => verify(input.password, phc.clone()).await?,
+        let ok = match phc {
+            Some(phc) => verify(svc, input.password, phc).await?,
             None => {
-                // Spend the same time as a real check, so timing does not tell which
-                // emails have accounts.
-                let _ = hash(input.password).await;
+                // Spend the same time as a real check.
+                let dummy = NO_ACCOUNT_PHC.clone();
+                let _ = verify(svc, input.password, dummy).await?;
                 false
             }
         };
         let Some(user) = user.filter(|_| ok) else {
-            svc.creds.record_failure(&email);
             if let Some(u) = user {
                 let out = account(
                     svc,
@@ -212,7 +221,7 @@ impl AccountMutation {
             }
             return Err(ApiError::unauthenticated("wrong email or password").into());
         };
-        svc.creds.clear_failures(&email);
+        svc.creds.throttle.succeeded(attempt);
         let (token, position) = open_session(svc, user).await?;
         Ok(AuthPayload {
             token,
@@ -266,12 +275,12 @@ impl AccountMutation {
             .password_hash(user)?
             .ok_or_else(|| ApiError::internal("a user without a password"))?;
         if input.current_password.len() > auth::PASSWORD_BYTES_MAX
-            || !verify(input.current_password, phc).await?
+            || !verify(svc, input.current_password, phc).await?
         {
             return Err(ApiError::forbidden("the current password is wrong").into());
         }
         auth::check_password(&input.new_password, policy.min_password_length)?;
-        let phc = hash(input.new_password).await?;
+        let phc = hash(svc, input.new_password).await?;
         svc.creds.set_password_hash(user, &phc)?;
         if let Principal::User { session_id, .. } = v.principal {
             for s in svc.creds.sessions_of(user)? {
