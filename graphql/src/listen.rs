@@ -177,7 +177,6 @@ pub async fn serve(
             refuse(stream, "too many connections from this address; try again");
             continue;
         };
-        let _ = stream.set_nodelay(true);
         let app = app.clone();
         let http = http.clone();
         let mut stop = stop_rx.clone();
