@@ -408,6 +408,20 @@ pub fn serve_child_from_env() -> Option<Result<()>> {
     })())
 }
 
+/// Starts this binary again as the server over `dir` on `addr` (see
+/// [`serve_child_from_env`]).
+pub fn spawn_server_child(
+    dir: &std::path::Path,
+    addr: std::net::SocketAddr,
+) -> Result<std::process::Child> {
+    std::process::Command::new(std::env::current_exe()?)
+        .env(SERVE_DATA_ENV, dir)
+        .env(SERVE_LISTEN_ENV, addr.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .context("starting the server process")
+}
+
 /// P8 and P9: a store of `events` events — its projections and time-travel snapshots
 /// built, as a server that has run for a while leaves it — is closed cleanly. Then the
 /// clock starts: a fresh server process starts over it (`orgline serve`'s code, in a
@@ -481,12 +495,7 @@ pub fn p8_p9(dir: &std::path::Path, events: u64, seconds: f64) -> Result<Restart
     let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let url = format!("http://{addr}");
     let start = Instant::now();
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .env(SERVE_DATA_ENV, dir)
-        .env(SERVE_LISTEN_ENV, addr.to_string())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .context("starting the server process")?;
+    let mut child = spawn_server_child(dir, addr)?;
     let pid = child.id();
     let body = json!({ "query": P4_QUERY, "variables": { "o": org } });
     let rt = tokio::runtime::Builder::new_current_thread()

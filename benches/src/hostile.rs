@@ -4,8 +4,8 @@
 //! (or answered) in < 100 ms and the server grows < 50 MiB; the slow-socket rows close
 //! at the header timeout (10 s) or the `connection_init` timeout (10 s).
 
-use crate::api::{SERVE_DATA_ENV, SERVE_LISTEN_ENV, rss_mb};
-use anyhow::{Context, Result, bail};
+use crate::api::rss_mb;
+use anyhow::{Result, bail};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use std::net::{IpAddr, SocketAddr};
@@ -127,12 +127,7 @@ pub async fn closed(ws: &mut Ws, within: Duration) -> Option<Option<u16>> {
 /// Runs every row against a fresh server over `dir`.
 pub fn run(dir: &std::path::Path) -> Result<Vec<Row>> {
     let addr = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
-    let mut child = std::process::Command::new(std::env::current_exe()?)
-        .env(SERVE_DATA_ENV, dir)
-        .env(SERVE_LISTEN_ENV, addr.to_string())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .context("starting the server process")?;
+    let mut child = crate::api::spawn_server_child(dir, addr)?;
     let pid = child.id();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -85,33 +85,33 @@ impl Guard {
 
     /// Checks one client message of `graphql-transport-ws`.
     fn check(&mut self, text: &[u8]) -> Verdict {
-        let full = self.running.len() >= SUBSCRIPTIONS_MAX;
-        let id = serde_json::from_slice::<Value>(text).ok().and_then(|v| {
+        let message = serde_json::from_slice::<Value>(text).ok();
+        let subscribe_id = message.as_ref().and_then(|v| {
             (v.get("type").and_then(Value::as_str) == Some("subscribe"))
-                .then(|| v.get("id").and_then(Value::as_str).map(str::to_owned))
+                .then(|| v.get("id").and_then(Value::as_str))
                 .flatten()
         });
-        if full
+        if self.running.len() >= SUBSCRIPTIONS_MAX
             && self.init
-            && let Some(id) = id.filter(|id| !self.running.contains(id))
+            && let Some(id) = subscribe_id.filter(|id| !self.running.contains(*id))
         {
-            return Verdict::Refuse(id);
+            return Verdict::Refuse(id.to_owned());
         }
-        if self.admit(text) {
+        if self.admit(message) {
             Verdict::Pass
         } else {
             Verdict::Close
         }
     }
 
-    /// Checks one client message of `graphql-transport-ws`; `false` ends the
-    /// connection with the close recorded.
-    fn admit(&mut self, text: &[u8]) -> bool {
+    /// Checks one parsed client message of `graphql-transport-ws` (`None`: not
+    /// JSON); `false` ends the connection with the close recorded.
+    fn admit(&mut self, message: Option<Value>) -> bool {
         let refuse = |g: &mut Guard, code: u16, reason: String| {
             g.close = Some((code, reason));
             false
         };
-        let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(text) else {
+        let Some(Value::Object(m)) = message else {
             return refuse(
                 self,
                 4400,
